@@ -1,0 +1,20 @@
+//! ragwall: a retrieval firewall for RAG systems.
+//!
+//! The core is pure and synchronous — [`normalize`] → [`detect`] → [`policy`] → [`wrap`], joined
+//! by [`firewall::Firewall::inspect`] — and knows nothing of HTTP, Qdrant or async runtimes.
+//! Adapters ([`cli`]) turn their input into [`chunk::Chunk`]s and verdicts back into their output.
+
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod detect;
+pub mod finding;
+pub mod firewall;
+pub mod normalize;
+pub mod policy;
+pub mod wrap;
+
+pub use chunk::{Chunk, ChunkId, Verdict};
+pub use config::Config;
+pub use firewall::Firewall;
+pub use policy::Action;
