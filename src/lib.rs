@@ -5,9 +5,11 @@
 //! Adapters ([`cli`]) turn their input into [`chunk::Chunk`]s and verdicts back into their output.
 
 pub mod chunk;
+pub mod classifier;
 pub mod cli;
 pub mod config;
 pub mod detect;
+pub mod eval;
 pub mod finding;
 pub mod firewall;
 pub mod normalize;

@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use ragwall::cli::{Cli, Command, check_config, guard};
+use ragwall::classifier::Classifier;
+use ragwall::cli::{Cli, Command, ModelCommand, check_config, classify, eval, guard, model};
 use ragwall::{Config, Firewall, detect};
 
 fn main() -> ExitCode {
@@ -25,7 +26,13 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(cli: &Cli) {
-    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("warn"));
+    // ONNX Runtime is chatty at info; keep it at warn unless the filter says otherwise.
+    let spec = if cli.log.contains("ort") {
+        cli.log.clone()
+    } else {
+        format!("{},ort=warn", cli.log)
+    };
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -36,28 +43,81 @@ fn init_logging(cli: &Cli) {
     }
 }
 
+/// Opens `path`, or standard input for `-`.
+fn open_input(path: &std::path::Path) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(BufReader::new(f)))
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Model(ModelCommand::Info(args)) => {
+            let cfg = Config::load(cli.config.as_deref())?;
+            let dir = args.model_dir.or(cfg.classifier.model_dir);
+            print!("{}", model::info(dir.as_deref(), args.json)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Classify(args) => {
+            let cfg = Config::load(cli.config.as_deref())?;
+            let classifier = Classifier::from_config(&cfg.classifier)?;
+            let out = BufWriter::new(std::io::stdout().lock());
+            let failed = classify::run(
+                &classifier,
+                &cfg.normalize,
+                open_input(&args.input)?,
+                out,
+                args.batch,
+            )?;
+            Ok(if failed > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Eval(args) => {
+            let cfg = Config::load(cli.config.as_deref())?;
+            let fw = Firewall::new(&cfg, detect::from_config(&cfg)?.detector)?;
+            let report = eval::run(
+                &fw,
+                open_input(&args.data)?,
+                &args.data.display().to_string(),
+                args.batch,
+            )?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", eval::table(&report));
+            }
+            if let Some(gate) = &args.gate {
+                let violations = eval::check(&report, &eval::load_gate(gate)?);
+                if !violations.is_empty() {
+                    eprintln!("ragwall eval: gate {} failed:", gate.display());
+                    for v in &violations {
+                        eprintln!("  {v}");
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+                eprintln!("ragwall eval: gate {} passed", gate.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig(args) => {
             print!("{}", check_config::run(&args.file)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Guard(args) => {
             let cfg = Config::load(cli.config.as_deref())?;
-            let fw = Firewall::new(&cfg, detect::from_config(&cfg)?)?;
+            let fw = Firewall::new(&cfg, detect::from_config(&cfg)?.detector)?;
             let opts = guard::GuardOptions {
                 wrap: args.wrap,
                 collection: args.collection,
                 batch: args.batch,
             };
             let stdout = BufWriter::new(std::io::stdout().lock());
-            let summary = if args.input.as_os_str() == "-" {
-                guard::run(&fw, std::io::stdin().lock(), stdout, &opts)?
-            } else {
-                let f = File::open(&args.input)
-                    .with_context(|| format!("cannot open {}", args.input.display()))?;
-                guard::run(&fw, BufReader::new(f), stdout, &opts)?
-            };
+            let summary = guard::run(&fw, open_input(&args.input)?, stdout, &opts)?;
             tracing::info!(?summary, "guard finished");
             if summary.unscanned > 0 {
                 eprintln!(

@@ -9,7 +9,7 @@ use crate::firewall::Firewall;
 /// Loads and validates `file` fully (detectors included) and returns a human summary.
 pub fn run(file: &Path) -> anyhow::Result<String> {
     let cfg = Config::load(Some(file))?;
-    let detector = detect::from_config(&cfg)?;
+    let detector = detect::from_config(&cfg)?.detector;
     let fw = Firewall::new(&cfg, detector)?;
     let d = fw.policy().for_collection(None);
     let fmt = |t: Option<f32>| t.map_or("off".to_owned(), |v| format!("{v:.3}"));

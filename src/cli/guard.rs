@@ -1,14 +1,15 @@
 //! `ragwall guard`: JSONL chunks in, one JSON verdict per line out.
 //!
-//! Every non-empty input line produces exactly one output line, in input order, so a pipeline can
-//! zip them. A line that cannot be scanned (invalid UTF-8, invalid JSON, missing `text`,
+//! Every non-blank input line produces exactly one output line, in input order, so a pipeline
+//! can zip them. A line that cannot be scanned (invalid UTF-8, invalid JSON, missing `text`,
 //! oversized, detector failure) gets an unscanned verdict with the policy's `on_error` action
 //! and an `error` object: nothing is dropped and nothing passes silently.
 
 use std::io::{BufRead, Write};
 
-use serde::Serialize;
+use serde_json::{Map, Value};
 
+use super::jsonl::{self, Line, LineError};
 use crate::chunk::{Chunk, ChunkId, Verdict};
 use crate::firewall::{Firewall, FirewallError};
 use crate::policy::Action;
@@ -31,6 +32,7 @@ pub struct GuardSummary {
 }
 
 impl GuardSummary {
+    /// Chunks whose action is `a` or stricter.
     pub fn at_least(&self, a: Action) -> usize {
         Action::ALL
             .iter()
@@ -38,40 +40,17 @@ impl GuardSummary {
             .map(|&x| self.by_action[x as usize])
             .sum()
     }
+
+    fn count(&mut self, v: &Verdict) {
+        self.chunks += 1;
+        self.by_action[v.action as usize] += 1;
+        if !v.scanned {
+            self.unscanned += 1;
+        }
+    }
 }
 
-/// What went wrong with one input line.
-#[derive(Debug, Clone, Serialize)]
-pub struct LineError {
-    pub kind: &'static str,
-    pub message: String,
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    line: usize,
-    #[serde(flatten)]
-    verdict: &'a Verdict,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a LineError>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    wrapped: Option<&'a str>,
-}
-
-/// A line whose id could not even be read.
-#[derive(Serialize)]
-struct AnonymousLine<'a> {
-    line: usize,
-    id: Option<()>,
-    #[serde(flatten)]
-    verdict: &'a Verdict,
-    error: &'a LineError,
-}
-
-enum Entry {
-    Chunk(usize, Chunk),
-    Bad(usize, Option<ChunkId>, LineError),
-}
+const WHAT: &str = "a chunk ({\"id\":…,\"text\":…})";
 
 /// Runs the guard over `input`, writing to `out`.
 pub fn run(
@@ -83,27 +62,18 @@ pub fn run(
     let nonce = new_nonce();
     let mut summary = GuardSummary::default();
     let mut blocks: Vec<String> = Vec::new();
-    let mut pending: Vec<Entry> = Vec::new();
-    let mut chunks_pending = 0usize;
-    let mut input = input;
-    let mut buf = Vec::new();
-    let mut line_no = 0usize;
-    loop {
-        buf.clear();
-        let n = input.read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            break;
+    let mut pending: Vec<Line<Chunk>> = Vec::new();
+    let mut ready = 0usize;
+    for line in jsonl::lines::<Chunk>(input, WHAT) {
+        let mut line = line?;
+        if let Ok(c) = &mut line.record {
+            if c.collection.is_none() {
+                c.collection.clone_from(&opts.collection);
+            }
+            ready += 1;
         }
-        line_no += 1;
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let entry = parse_line(line_no, &buf, opts.collection.as_deref());
-        if matches!(entry, Entry::Chunk(..)) {
-            chunks_pending += 1;
-        }
-        pending.push(entry);
-        if chunks_pending >= opts.batch.max(1) {
+        pending.push(line);
+        if ready >= opts.batch.max(1) {
             flush(
                 fw,
                 &mut pending,
@@ -113,7 +83,7 @@ pub fn run(
                 &mut summary,
                 &mut blocks,
             )?;
-            chunks_pending = 0;
+            ready = 0;
         }
     }
     flush(
@@ -141,57 +111,10 @@ pub fn run(
     Ok(summary)
 }
 
-fn parse_line(line: usize, bytes: &[u8], collection: Option<&str>) -> Entry {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            return Entry::Bad(
-                line,
-                None,
-                LineError {
-                    kind: "invalid_utf8",
-                    message: format!("line is not valid UTF-8: {e}"),
-                },
-            );
-        }
-    };
-    let value: serde_json::Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            return Entry::Bad(
-                line,
-                None,
-                LineError {
-                    kind: "invalid_json",
-                    message: format!("line is not valid JSON: {e}"),
-                },
-            );
-        }
-    };
-    let id = value
-        .get("id")
-        .and_then(|v| serde_json::from_value::<ChunkId>(v.clone()).ok());
-    match serde_json::from_value::<Chunk>(value) {
-        Ok(mut c) => {
-            if c.collection.is_none() {
-                c.collection = collection.map(str::to_owned);
-            }
-            Entry::Chunk(line, c)
-        }
-        Err(e) => Entry::Bad(
-            line,
-            id,
-            LineError {
-                kind: "invalid_chunk",
-                message: format!("line is not a chunk ({{\"id\":…,\"text\":…}}): {e}"),
-            },
-        ),
-    }
-}
-
+/// Inspects the pending chunks as one batch and writes every pending line's verdict.
 fn flush(
     fw: &Firewall,
-    pending: &mut Vec<Entry>,
+    pending: &mut Vec<Line<Chunk>>,
     out: &mut impl Write,
     opts: &GuardOptions,
     nonce: &str,
@@ -203,22 +126,14 @@ fn flush(
     }
     let chunks: Vec<Chunk> = pending
         .iter()
-        .filter_map(|e| match e {
-            Entry::Chunk(_, c) => Some(c.clone()),
-            Entry::Bad(..) => None,
-        })
+        .filter_map(|l| l.record.as_ref().ok().cloned())
         .collect();
     let (verdicts, batch_error) = match fw.inspect(&chunks) {
         Ok(v) => (v, None),
         Err(e) => {
             tracing::error!(error = %e, chunks = chunks.len(), "batch could not be scanned");
-            let kind = match e {
-                FirewallError::TooManyChunks { .. } => "too_many_chunks",
-                FirewallError::Detector(crate::detect::DetectError::Overloaded(_)) => "overloaded",
-                FirewallError::Detector(_) => "detector_failed",
-            };
             let err = LineError {
-                kind,
+                kind: error_kind(&e),
                 message: e.to_string(),
             };
             let v = chunks
@@ -229,7 +144,7 @@ fn flush(
                         c.collection.as_deref(),
                         c.source.as_deref(),
                         Some(&c.text),
-                        &format!("error.{kind}"),
+                        &format!("error.{}", err.kind),
                         err.message.clone(),
                     )
                 })
@@ -238,71 +153,80 @@ fn flush(
         }
     };
     let wrapped = opts.wrap.map(|mode| fw.wrap(&verdicts, Some(mode), nonce));
-    let mut passing_blocks = wrapped.as_ref().map(|w| w.blocks.iter());
-    let mut verdicts = verdicts.iter();
-    for entry in pending.drain(..) {
-        match entry {
-            Entry::Chunk(line, _) => {
+    let mut passing = wrapped.iter().flat_map(|w| w.blocks.iter());
+    let mut verdicts = verdicts.into_iter();
+    for line in pending.drain(..) {
+        let (verdict, error, block) = match line.record {
+            Ok(_) => {
                 let Some(v) = verdicts.next() else { break };
-                let block = if v.scanned && v.action.passes() {
-                    passing_blocks.as_mut().and_then(|b| b.next())
-                } else {
-                    None
-                };
-                if let Some(b) = block {
-                    blocks.push(b.clone());
-                }
-                count(summary, v);
-                let l = Line {
-                    line,
-                    verdict: v,
-                    error: batch_error.as_ref(),
-                    wrapped: block.map(String::as_str),
-                };
-                serde_json::to_writer(&mut *out, &l)?;
-                out.write_all(b"\n")?;
+                let block = (v.scanned && v.action.passes())
+                    .then(|| passing.next())
+                    .flatten();
+                (v, batch_error.clone(), block)
             }
-            Entry::Bad(line, id, err) => {
+            Err(err) => {
+                let id = line
+                    .id
+                    .clone()
+                    .and_then(|v| serde_json::from_value::<ChunkId>(v).ok())
+                    .unwrap_or(ChunkId::Str(String::new()));
                 let v = fw.unscanned(
-                    id.as_ref().unwrap_or(&ChunkId::Str(String::new())),
+                    &id,
                     opts.collection.as_deref(),
                     None,
                     None,
                     &format!("error.{}", err.kind),
                     err.message.clone(),
                 );
-                count(summary, &v);
-                if id.is_some() {
-                    serde_json::to_writer(
-                        &mut *out,
-                        &Line {
-                            line,
-                            verdict: &v,
-                            error: Some(&err),
-                            wrapped: None,
-                        },
-                    )?;
-                } else {
-                    let mut value = serde_json::to_value(AnonymousLine {
-                        line,
-                        id: None,
-                        verdict: &v,
-                        error: &err,
-                    })?;
-                    value["id"] = serde_json::Value::Null;
-                    serde_json::to_writer(&mut *out, &value)?;
-                }
-                out.write_all(b"\n")?;
+                (v, Some(err), None)
             }
+        };
+        summary.count(&verdict);
+        if let Some(b) = block {
+            blocks.push(b.clone());
         }
+        let record = render(
+            line.number,
+            line.id.as_ref(),
+            &verdict,
+            error.as_ref(),
+            block.map(String::as_str),
+        )?;
+        serde_json::to_writer(&mut *out, &record)?;
+        out.write_all(b"\n")?;
     }
     Ok(())
 }
 
-fn count(summary: &mut GuardSummary, v: &Verdict) {
-    summary.chunks += 1;
-    summary.by_action[v.action as usize] += 1;
-    if !v.scanned {
-        summary.unscanned += 1;
+/// One output line: `line`, the input's `id` verbatim (null if unreadable), the verdict, and
+/// `error` / `wrapped` when present.
+pub fn render(
+    number: usize,
+    raw_id: Option<&Value>,
+    verdict: &Verdict,
+    error: Option<&LineError>,
+    wrapped: Option<&str>,
+) -> serde_json::Result<Value> {
+    let mut m = Map::new();
+    m.insert("line".into(), number.into());
+    m.insert("id".into(), raw_id.cloned().unwrap_or(Value::Null));
+    if let Value::Object(v) = serde_json::to_value(verdict)? {
+        m.extend(v.into_iter().filter(|(k, _)| k != "id"));
+    }
+    if let Some(e) = error {
+        m.insert("error".into(), serde_json::to_value(e)?);
+    }
+    if let Some(w) = wrapped {
+        m.insert("wrapped".into(), w.into());
+    }
+    Ok(Value::Object(m))
+}
+
+/// Stable error kind of a failed batch.
+pub fn error_kind(e: &FirewallError) -> &'static str {
+    match e {
+        FirewallError::TooManyChunks { .. } => "too_many_chunks",
+        FirewallError::Detector(crate::detect::DetectError::Overloaded(_)) => "overloaded",
+        FirewallError::Detector(_) => "detector_failed",
     }
 }

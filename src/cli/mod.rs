@@ -3,7 +3,11 @@
 //! `main.rs` only sets up logging and turns errors into messages.
 
 pub mod check_config;
+pub mod classify;
+pub mod eval;
 pub mod guard;
+pub mod jsonl;
+pub mod model;
 
 use std::path::PathBuf;
 
@@ -38,6 +42,61 @@ pub enum Command {
     Guard(GuardArgs),
     /// Validate a configuration file, load its detectors, and print what it resolves to.
     CheckConfig(CheckConfigArgs),
+    /// Score chunks with the ONNX classifier alone (after normalization).
+    Classify(ClassifyArgs),
+    /// Inspect the classifier model.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Measure detection quality on labelled JSONL ({"text":…,"label":0|1,"source":…}).
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClassifyArgs {
+    /// Input JSONL, one chunk per line ({"id":…,"text":…}); `-` reads standard input.
+    #[arg(long, short, env = "RAGWALL_INPUT")]
+    pub input: PathBuf,
+
+    /// Chunks per batch.
+    #[arg(long, env = "RAGWALL_BATCH", default_value_t = 32)]
+    pub batch: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Verify every file's sha256 and print the manifest.
+    Info(ModelInfoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ModelInfoArgs {
+    /// Model directory; defaults to classifier.model_dir, then the bundled default model.
+    #[arg(long, env = "RAGWALL_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Labelled JSONL: "text", "label" (0/1), optional "source", "kind", "collection".
+    #[arg(long, env = "RAGWALL_EVAL_DATA")]
+    pub data: PathBuf,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// TOML file of floors/ceilings (min_recall, max_fpr, min_accuracy, min_roc_auc) for
+    /// [overall], [sources.NAME] and [kinds.NAME]; exit status 1 when any is violated.
+    #[arg(long, env = "RAGWALL_EVAL_GATE")]
+    pub gate: Option<PathBuf>,
+
+    /// Examples per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
 }
 
 #[derive(Debug, clap::Args)]

@@ -153,23 +153,53 @@ mod tests {
 pub enum BuildError {
     #[error(transparent)]
     Rules(#[from] rules::RulesError),
+    #[error(transparent)]
+    Classifier(#[from] crate::classifier::ClassifierError),
     #[error("no detector is enabled: enable [rules] and/or [classifier]")]
     Nothing,
 }
 
-/// Builds the detectors the config enables, as one ensemble.
-pub fn from_config(cfg: &crate::config::Config) -> Result<Arc<dyn Detector>, BuildError> {
-    let mut members: Vec<Arc<dyn Detector>> = Vec::new();
-    if cfg.rules.enabled {
-        let rs = match &cfg.rules.dir {
+/// The detectors a config enables: one ensemble for the firewall, plus typed handles for
+/// whoever needs more than the trait (the classifier's manifest and counters).
+#[derive(Debug, Clone)]
+pub struct Detectors {
+    pub detector: Arc<dyn Detector>,
+    pub classifier: Option<Arc<crate::classifier::Classifier>>,
+    pub rules: Option<Arc<rules::RuleSet>>,
+}
+
+/// Builds the detectors the config enables.
+pub fn from_config(cfg: &crate::config::Config) -> Result<Detectors, BuildError> {
+    let rules = if cfg.rules.enabled {
+        Some(Arc::new(match &cfg.rules.dir {
             Some(dir) => rules::RuleSet::from_dir(dir)?,
             None => rules::RuleSet::embedded()?,
-        };
-        members.push(Arc::new(rs));
+        }))
+    } else {
+        None
+    };
+    let classifier = if cfg.classifier.enabled {
+        Some(Arc::new(crate::classifier::Classifier::from_config(
+            &cfg.classifier,
+        )?))
+    } else {
+        None
+    };
+    let mut members: Vec<Arc<dyn Detector>> = Vec::new();
+    if let Some(c) = &classifier {
+        members.push(c.clone());
     }
-    match members.len() {
-        0 => Err(BuildError::Nothing),
-        1 => Ok(members.remove(0)),
-        _ => Ok(Arc::new(Ensemble::new(members))),
+    if let Some(r) = &rules {
+        members.push(r.clone());
     }
+    let detector: Arc<dyn Detector> = match members.len() {
+        0 => return Err(BuildError::Nothing),
+        1 => members.remove(0),
+        _ => Arc::new(Ensemble::new(members)),
+    };
+    Ok(Detectors {
+        detector,
+        classifier,
+        rules,
+    })
 }
