@@ -73,6 +73,7 @@ pub(crate) fn fold(text: &str) -> Option<Folded> {
         ..Folded::default()
     };
     let mut changed = false;
+    let mut protos = Prototypes::default();
     let mut rest = text;
     let mut base = 0usize;
     while !rest.is_empty() {
@@ -85,7 +86,7 @@ pub(crate) fn fold(text: &str) -> Option<Folded> {
         };
         let (word, tail) = rest.split_at(len);
         if is_word_char(first) && !word.is_ascii() {
-            changed |= fold_word(word, base, latin_context, &mut out);
+            changed |= fold_word(word, base, latin_context, &mut protos, &mut out);
         } else {
             push_mapped(&mut out, word, base);
         }
@@ -103,18 +104,47 @@ fn push_mapped(out: &mut Folded, s: &str, base: usize) {
     }
 }
 
+/// Per-text memo of [`ascii_prototype`]: a chunk repeats its characters, and the skeleton
+/// lookup (NFD, table search, allocation) dominates folding otherwise.
+#[derive(Default)]
+struct Prototypes(std::collections::HashMap<char, Option<Box<str>>>);
+
+impl Prototypes {
+    fn get(&mut self, c: char) -> Option<&str> {
+        if c.is_ascii() {
+            return None;
+        }
+        self.0
+            .entry(c)
+            .or_insert_with(|| ascii_prototype(c).map(String::into_boxed_str))
+            .as_deref()
+    }
+}
+
 /// Folds one word into `out`; returns whether it changed anything.
-fn fold_word(word: &str, base: usize, latin_context: bool, out: &mut Folded) -> bool {
-    let mut scripts: Vec<Script> = word.chars().filter_map(letter_script).collect();
-    scripts.sort_unstable_by_key(|s| *s as u32);
-    scripts.dedup();
-    let mixed = scripts.len() >= 2;
-    let foreign_single = scripts.len() == 1 && scripts[0] != Script::Latin;
-    let all_confusable = word.chars().all(|c| {
-        c.is_ascii() || matches!(c.script(), Script::Inherited) || ascii_prototype(c).is_some()
-    });
-    let disguised = mixed || (foreign_single && latin_context && all_confusable);
-    let latin_only = scripts == [Script::Latin];
+fn fold_word(
+    word: &str,
+    base: usize,
+    latin_context: bool,
+    protos: &mut Prototypes,
+    out: &mut Folded,
+) -> bool {
+    let (mut first, mut mixed) = (None::<Script>, false);
+    for s in word.chars().filter_map(letter_script) {
+        match first {
+            None => first = Some(s),
+            Some(f) if f != s => mixed = true,
+            Some(_) => {}
+        }
+    }
+    let latin_only = !mixed && first == Some(Script::Latin);
+    let foreign_single = !mixed && first.is_some_and(|s| s != Script::Latin);
+    let disguised = mixed
+        || (foreign_single
+            && latin_context
+            && word.chars().all(|c| {
+                c.is_ascii() || matches!(c.script(), Script::Inherited) || protos.get(c).is_some()
+            }));
     if !disguised && !latin_only {
         push_mapped(out, word, base);
         return false;
@@ -122,9 +152,9 @@ fn fold_word(word: &str, base: usize, latin_context: bool, out: &mut Folded) -> 
     let start = out.text.len();
     let mut changed = false;
     for (i, c) in word.char_indices() {
-        match ascii_prototype(c) {
+        match protos.get(c) {
             Some(p) => {
-                out.text.push_str(&p);
+                out.text.push_str(p);
                 out.map
                     .extend(std::iter::repeat_n((base + i) as u32, p.len()));
                 changed = true;

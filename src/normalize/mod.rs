@@ -105,6 +105,10 @@ pub fn normalize(input: &str, opts: &NormalizeOptions) -> Normalized {
         return n;
     }
     let mut scan = Scanner::new(input, opts);
+    // Most non-ASCII text (accents, CJK, Cyrillic) is already NFKC: then segments are copied
+    // as they are. "Maybe" (combining marks that could compose) takes the careful path.
+    scan.nfkc_stable =
+        unicode_normalization::is_nfkc_quick(input.chars()) == unicode_normalization::IsNormalized::Yes;
     for (i, c) in input.char_indices() {
         scan.push(i, c);
     }
@@ -147,6 +151,8 @@ struct Scanner<'a> {
     run: Option<Run>,
     /// Last visible character before the current run, for context (word splits, emoji).
     prev_visible: Option<char>,
+    /// The whole input passed the NFKC quick check: no segment needs rewriting.
+    nfkc_stable: bool,
     hidden: Vec<HiddenText>,
     hidden_bytes: usize,
     hidden_cut: bool,
@@ -168,6 +174,7 @@ impl<'a> Scanner<'a> {
             seg_start: 0,
             run: None,
             prev_visible: None,
+            nfkc_stable: false,
             hidden: Vec::new(),
             hidden_bytes: 0,
             hidden_cut: false,
@@ -215,8 +222,8 @@ impl<'a> Scanner<'a> {
         }
         let origin = self.seg_start as u32;
         let before = self.out.len();
-        if self.seg.len() == 1 {
-            // Single ASCII byte: NFKC is the identity.
+        if self.seg.len() == 1 || self.nfkc_stable {
+            // A single ASCII byte, or text already in NFKC: identity.
             self.out.push_str(&self.seg);
         } else {
             self.out.extend(self.seg.nfkc());
