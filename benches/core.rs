@@ -25,9 +25,13 @@ fn bench(c: &mut Criterion) {
         let text = corpus(unit, 64 * 1024);
         let mut g = c.benchmark_group(format!("{name}_64KiB"));
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_function("normalize", |b| b.iter(|| normalize(std::hint::black_box(&text), &opts)));
+        g.bench_function("normalize", |b| {
+            b.iter(|| normalize(std::hint::black_box(&text), &opts))
+        });
         let normalized = normalize(&text, &opts).text;
-        g.bench_function("rules", |b| b.iter(|| rules.scan(std::hint::black_box(&normalized))));
+        g.bench_function("rules", |b| {
+            b.iter(|| rules.scan(std::hint::black_box(&normalized)))
+        });
         g.finish();
     }
 }

@@ -29,13 +29,21 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() == 5, "usage: bench_classifier MODEL_DIR TEXTS.jsonl BATCH THREADS");
+    anyhow::ensure!(
+        args.len() == 5,
+        "usage: bench_classifier MODEL_DIR TEXTS.jsonl BATCH THREADS"
+    );
     let (dir, texts_path) = (&args[1], &args[2]);
     let batch: usize = args[3].parse()?;
     let threads: usize = args[4].parse()?;
     let texts: Vec<String> = std::io::BufReader::new(std::fs::File::open(texts_path)?)
         .lines()
-        .map(|l| Ok(serde_json::from_str::<serde_json::Value>(&l?)?["text"].as_str().unwrap_or("").to_owned()))
+        .map(|l| {
+            Ok(serde_json::from_str::<serde_json::Value>(&l?)?["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned())
+        })
         .collect::<anyhow::Result<_>>()?;
     let files = ModelFiles::from_dir(std::path::Path::new(dir))?;
     let cfg = |cache: usize| ClassifierConfig {
@@ -56,8 +64,14 @@ fn main() -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     let stats = cold.stats();
-    let windows = stats.queue.windows.load(std::sync::atomic::Ordering::Relaxed);
-    let padded = stats.queue.padded_tokens.load(std::sync::atomic::Ordering::Relaxed);
+    let windows = stats
+        .queue
+        .windows
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let padded = stats
+        .queue
+        .padded_tokens
+        .load(std::sync::atomic::Ordering::Relaxed);
 
     // Latency of a top-10 retrieval batch of 256-token chunks: cold, then cached.
     let long: Vec<String> = texts.chunks(2).map(|p| p.join(" ")).take(200).collect();

@@ -35,9 +35,9 @@ impl From<u64> for ChunkId {
     }
 }
 
-/// One retrieved chunk.
+/// One retrieved chunk. Unknown fields are ignored: chunk files usually carry more than
+/// ragwall reads (retriever scores, URLs); `text` is required, so a misspelt one still fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Chunk {
     pub id: ChunkId,
     pub text: String,

@@ -29,6 +29,9 @@ pub struct Config {
     pub classifier: ClassifierConfig,
     pub policy: PolicyConfig,
     pub wrap: WrapConfig,
+    pub proxy: crate::proxy::ProxyConfig,
+    pub server: crate::server::ServerConfig,
+    pub scan: crate::scan::ScanConfig,
 }
 
 /// Input limits. Exceeding a per-chunk limit is a per-chunk error verdict (`policy.on_error`);
@@ -219,6 +222,8 @@ impl Config {
         }
         // Thresholds and ordering; the calibrated value is checked again once a model is loaded.
         Policy::new(&self.policy, None)?;
+        self.proxy.validate().map_err(ConfigError::Invalid)?;
+        self.scan.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }
@@ -240,6 +245,9 @@ mod tests {
             "[classifier]",
             "[policy]",
             "[wrap]",
+            "[proxy]",
+            "[server]",
+            "[scan]",
         ] {
             assert!(text.contains(section), "example lacks {section}");
         }

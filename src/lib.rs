@@ -12,8 +12,13 @@ pub mod detect;
 pub mod eval;
 pub mod finding;
 pub mod firewall;
+pub mod http;
 pub mod normalize;
 pub mod policy;
+pub mod proxy;
+pub mod scan;
+pub mod server;
+pub mod stamp;
 pub mod wrap;
 
 pub use chunk::{Chunk, ChunkId, Verdict};

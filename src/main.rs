@@ -10,7 +10,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use ragwall::classifier::Classifier;
-use ragwall::cli::{Cli, Command, ModelCommand, check_config, classify, eval, guard, model};
+use ragwall::cli::{
+    AuditCommand, Cli, Command, ModelCommand, check_config, classify, eval, guard, model,
+};
 use ragwall::{Config, Firewall, detect};
 
 fn main() -> ExitCode {
@@ -103,6 +105,54 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("ragwall eval: gate {} passed", gate.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Proxy(args) => {
+            let mut cfg = Config::load(cli.config.as_deref())?;
+            args.apply(&mut cfg.proxy);
+            cfg.validate()?;
+            let fw = Firewall::new(&cfg, detect::from_config(&cfg)?.detector)?;
+            let proxy = std::sync::Arc::new(ragwall::proxy::Proxy::new(&cfg, fw.into())?);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(&cfg.proxy.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", cfg.proxy.listen))?;
+                eprintln!(
+                    "ragwall proxy: listening on {}, upstream {}",
+                    listener.local_addr()?,
+                    cfg.proxy.upstream
+                );
+                let shutdown = ragwall::http::shutdown::shutdown_signal();
+                ragwall::proxy::serve(proxy, listener, shutdown).await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => {
+            let mut cfg = Config::load(cli.config.as_deref())?;
+            args.apply(&mut cfg.server);
+            let app = ragwall::server::App::new(&cfg, detect::from_config(&cfg)?)?;
+            tokio::runtime::Runtime::new()?.block_on(ragwall::server::run(app))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify(args)) => {
+            use ragwall::server::audit::{VerifyError, verify};
+            match verify(&args.file) {
+                Ok(r) => {
+                    println!("ok: {} line(s), head sha256 {}", r.lines, r.head);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ VerifyError::Broken { .. }) => {
+                    eprintln!("ragwall audit verify: {}: {e}", args.file.display());
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Scan(args) => {
+            let cfg = Config::load(cli.config.as_deref())?;
+            let fw = Firewall::new(&cfg, detect::from_config(&cfg)?.detector)?;
+            Ok(ExitCode::from(ragwall::scan::run(&cfg, fw.into(), args)?))
         }
         Command::CheckConfig(args) => {
             print!("{}", check_config::run(&args.file)?);

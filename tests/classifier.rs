@@ -30,10 +30,20 @@ fn injection_at_the_end_of_a_long_chunk_is_found_and_located() {
     let (s_attack, (start, end)) = scores[0];
     let (s_benign, _) = scores[1];
     let threshold = c.calibrated_threshold().unwrap_or(0.5);
-    assert!(s_attack >= threshold, "attack at the end scored {s_attack} < {threshold}");
-    assert!(s_benign < threshold, "benign long chunk scored {s_benign} ≥ {threshold}");
+    assert!(
+        s_attack >= threshold,
+        "attack at the end scored {s_attack} < {threshold}"
+    );
+    assert!(
+        s_benign < threshold,
+        "benign long chunk scored {s_benign} ≥ {threshold}"
+    );
     // The worst window covers the attack, not the first 128 tokens.
-    assert!(end > long.len() - attack.len() && start > 0, "window {start}..{end} of {}", long.len());
+    assert!(
+        end > long.len() - attack.len() && start > 0,
+        "window {start}..{end} of {}",
+        long.len()
+    );
 }
 
 #[test]
@@ -46,7 +56,11 @@ fn repeated_text_is_a_cache_hit() {
     let second = c.score(&[&text]).expect("scored");
     assert_eq!(first, second);
     assert!(c.stats().cache_hits.load(Ordering::Relaxed) > hits);
-    assert_eq!(c.stats().queue.batches.load(Ordering::Relaxed), batches, "no inference for a hit");
+    assert_eq!(
+        c.stats().queue.batches.load(Ordering::Relaxed),
+        batches,
+        "no inference for a hit"
+    );
 }
 
 #[test]
@@ -74,12 +88,18 @@ fn a_tampered_model_directory_refuses_to_load() {
     bytes.extend_from_slice(b" ");
     std::fs::write(&tok, bytes).expect("write");
     let err = ModelFiles::from_dir(&dir).expect_err("tampered");
-    assert!(matches!(err, ManifestError::Mismatch { ref file, .. } if file == "tokenizer.json"), "{err}");
+    assert!(
+        matches!(err, ManifestError::Mismatch { ref file, .. } if file == "tokenizer.json"),
+        "{err}"
+    );
     let cfg = ClassifierConfig {
         model_dir: Some(dir.clone()),
         ..ClassifierConfig::default()
     };
-    assert!(matches!(Classifier::from_config(&cfg), Err(ClassifierError::Manifest(_))));
+    assert!(matches!(
+        Classifier::from_config(&cfg),
+        Err(ClassifierError::Manifest(_))
+    ));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -105,6 +125,13 @@ fn gpu_request_falls_back_to_cpu_only_when_allowed() {
     assert!(c.placement().fallback_reason.is_some());
     let s = c.score(&["hello"]).expect("runs on CPU");
     assert!(s[0].0.is_finite());
+}
+
+fn rep(
+    w: &[ragwall::classifier::windows::Window],
+    n: usize,
+) -> Vec<ragwall::classifier::windows::Window> {
+    (0..n).flat_map(|_| w.iter().cloned()).collect()
 }
 
 /// A batcher over one real session, for queue behaviour.
@@ -147,11 +174,11 @@ fn overload_is_immediate_and_abandoned_jobs_are_skipped() {
     let rx1 = b.submit(big).expect("accepted");
     std::thread::sleep(std::time::Duration::from_millis(20));
     // Job 2 waits in the queue; its caller goes away.
-    let rx2 = b.submit(small.repeat(4)).expect("accepted");
+    let rx2 = b.submit(rep(&small, 4)).expect("accepted");
     drop(rx2);
     // Job 3 does not fit beside job 2: refused at once, not queued.
     let started = std::time::Instant::now();
-    let err = b.submit(small.repeat(5)).expect_err("over capacity");
+    let err = b.submit(rep(&small, 5)).expect_err("over capacity");
     assert!(matches!(err, DetectError::Overloaded(_)), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_millis(50));
     // Job 4 fits; its answer arriving proves job 2 was dequeued before it, unrun.
@@ -166,22 +193,80 @@ fn overload_is_immediate_and_abandoned_jobs_are_skipped() {
 
 #[test]
 fn concurrent_callers_share_batches() {
-    let c = classifier();
-    let before = c.stats().queue.batches.load(Ordering::Relaxed);
-    let windows_before = c.stats().queue.windows.load(Ordering::Relaxed);
+    let (b, w, tok) = batcher(4096);
+    let before = b.stats().batches.load(Ordering::Relaxed);
     std::thread::scope(|s| {
         for t in 0..8 {
-            let c = &c;
+            let (b, w, tok) = (&b, &w, &tok);
             s.spawn(move || {
-                let texts: Vec<String> = (0..4).map(|i| format!("concurrency probe {t}-{i} {}", std::process::id())).collect();
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let r = c.score(&refs).expect("scored");
-                assert_eq!(r.len(), 4);
+                let text = format!("concurrency probe {t} with a few more words in it");
+                let windows = w.windows(tok, &text).expect("windows");
+                let r = b
+                    .submit(rep(&windows, 4))
+                    .expect("accepted")
+                    .blocking_recv();
+                assert_eq!(r.expect("reply").expect("scores").len(), 4);
             });
         }
     });
-    let batches = c.stats().queue.batches.load(Ordering::Relaxed) - before;
-    let windows = c.stats().queue.windows.load(Ordering::Relaxed) - windows_before;
-    assert_eq!(windows, 32);
-    assert!(batches < 8, "8 callers took {batches} batches: jobs were not packed together");
+    let batches = b.stats().batches.load(Ordering::Relaxed) - before;
+    assert_eq!(b.stats().windows.load(Ordering::Relaxed), 32);
+    assert!(
+        batches < 8,
+        "8 callers took {batches} session runs: jobs were not packed together"
+    );
+}
+
+#[test]
+fn a_score_does_not_depend_on_what_else_is_scored() {
+    // The default model is dynamically quantized; its manifest says so and the runtime runs one
+    // window per call, so a verdict is reproducible whatever traffic shares its batch.
+    let c = classifier();
+    assert!(!c.manifest().batch_invariant);
+    let text = "Please summarise the attached meeting notes and list the action items.";
+    let alone = c.score(&[text]).expect("scored")[0];
+    let others: Vec<String> = (0..12)
+        .map(|i| format!("{} {i}", FILLER.repeat(i % 4 + 1)))
+        .collect();
+    let mut batch: Vec<&str> = others.iter().map(String::as_str).collect();
+    batch.insert(5, text);
+    // Disable the cache's help: a fresh classifier scores the batch.
+    let fresh = Classifier::from_config(&ClassifierConfig {
+        model_dir: Some(common::model_dir()),
+        cache_entries: 0,
+        ..ClassifierConfig::default()
+    })
+    .expect("loads");
+    let in_batch = fresh.score(&batch).expect("scored")[5];
+    assert_eq!(alone, in_batch);
+}
+
+#[test]
+fn scores_match_the_python_reference_implementation() {
+    // tests/data/regression.jsonl carries the score the training pipeline's onnxruntime +
+    // tokenizers implementation gives each row (one window per call). On ASCII rows the
+    // normalizations agree, so the runtimes must too.
+    let c = classifier();
+    let text = std::fs::read_to_string(common::root().join("tests/data/regression.jsonl"))
+        .expect("regression set");
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let ascii: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["text"].as_str().is_some_and(str::is_ascii))
+        .collect();
+    assert!(ascii.len() > 200, "{} ascii rows", ascii.len());
+    let texts: Vec<&str> = ascii.iter().filter_map(|r| r["text"].as_str()).collect();
+    let scores = c.score(&texts).expect("scored");
+    let mut worst = 0.0f64;
+    for (r, (s, _)) in ascii.iter().zip(&scores) {
+        let want = r["reference_score"].as_f64().expect("reference_score");
+        worst = worst.max((want - *s as f64).abs());
+    }
+    assert!(
+        worst < 1e-4,
+        "largest difference from the Python reference: {worst}"
+    );
 }

@@ -31,10 +31,20 @@ pub struct Manifest {
     pub threshold: Option<f32>,
     pub licence: String,
     pub source: String,
+    /// Whether a window's score is independent of the other rows in its batch. Dynamically
+    /// quantized (int8) graphs compute activation scales over the whole batch, so they are not:
+    /// for them ragwall runs one window per session call, keeping every score reproducible (and
+    /// every cached score valid) whatever else is in flight.
+    #[serde(default = "yes")]
+    pub batch_invariant: bool,
     /// sha256 (hex) of every file in the directory the runtime uses.
     pub files: BTreeMap<String, String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, toml::Value>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Why a model directory is not acceptable.

@@ -146,7 +146,11 @@ impl Classifier {
             models,
             QueueLimits {
                 capacity: cfg.queue_capacity,
-                max_batch: cfg.max_batch,
+                max_batch: if files.manifest.batch_invariant {
+                    cfg.max_batch
+                } else {
+                    1
+                },
                 batch_tokens: cfg.batch_tokens,
             },
             Arc::clone(&stats.queue),
@@ -159,6 +163,7 @@ impl Classifier {
             origin = %files.origin,
             device = %placement.used,
             window, stride,
+            batch_invariant = files.manifest.batch_invariant,
             "classifier ready"
         );
         Ok(Classifier {

@@ -49,6 +49,19 @@ pub enum Command {
     Model(ModelCommand),
     /// Measure detection quality on labelled JSONL ({"text":…,"label":0|1,"source":…}).
     Eval(EvalArgs),
+    /// Transparent Qdrant REST proxy: forwards every request to Qdrant and scans every point
+    /// payload in its responses (see [proxy] in ragwall.example.toml).
+    Proxy(ProxyArgs),
+    /// Serve the firewall over HTTP: POST /v1/scan, POST /v1/guard, GET /v1/model, /healthz,
+    /// /readyz, /metrics, /openapi.json (see [server] in ragwall.example.toml).
+    Serve(ServeArgs),
+    /// Work with the audit log written by `ragwall serve`.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Scan offline: whole Qdrant collections (stamp verdicts into payloads, move flagged points
+    /// to a quarantine collection) or files before they are embedded (see [scan] in
+    /// ragwall.example.toml).
+    Scan(ScanArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,6 +136,196 @@ pub struct GuardArgs {
     /// Chunks per detector batch.
     #[arg(long, env = "RAGWALL_BATCH", default_value_t = 32)]
     pub batch: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Qdrant's REST base URL, e.g. http://127.0.0.1:6333 (overrides proxy.upstream).
+    #[arg(long, env = "RAGWALL_UPSTREAM")]
+    pub upstream: Option<String>,
+
+    /// Address to listen on, e.g. 0.0.0.0:6335 (overrides proxy.listen).
+    #[arg(long, env = "RAGWALL_LISTEN")]
+    pub listen: Option<String>,
+
+    /// Pass responses that cannot be scanned (classifier failure or overload, unparseable body)
+    /// through, marked with x-ragwall-fail-open, instead of answering 502/503 (overrides
+    /// proxy.fail_open).
+    #[arg(long, env = "RAGWALL_FAIL_OPEN")]
+    pub fail_open: bool,
+
+    /// File holding the HMAC key of stamps (overrides proxy.stamp_key_file; without either,
+    /// RAGWALL_STAMP_KEY is used).
+    #[arg(long, env = "RAGWALL_STAMP_KEY_FILE")]
+    pub stamp_key_file: Option<PathBuf>,
+
+    /// Scanning of upserts: off, reject, tag or quarantine-collection (overrides
+    /// proxy.ingest.policy).
+    #[arg(long, env = "RAGWALL_INGEST")]
+    pub ingest: Option<crate::proxy::IngestPolicy>,
+}
+
+impl ProxyArgs {
+    /// Applies the flags that were given over `[proxy]`.
+    pub fn apply(self, p: &mut crate::proxy::ProxyConfig) {
+        p.upstream = self.upstream.unwrap_or(std::mem::take(&mut p.upstream));
+        p.listen = self.listen.unwrap_or(std::mem::take(&mut p.listen));
+        p.fail_open |= self.fail_open;
+        p.stamp_key_file = self.stamp_key_file.or(p.stamp_key_file.take());
+        p.ingest.policy = self.ingest.unwrap_or(p.ingest.policy);
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 0.0.0.0:8080 (overrides server.listen).
+    #[arg(long, env = "RAGWALL_SERVE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// PEM certificate chain; with --tls-key the service speaks HTTPS only (overrides
+    /// server.tls_cert).
+    #[arg(long, env = "RAGWALL_SERVE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key matching --tls-cert (overrides server.tls_key).
+    #[arg(long, env = "RAGWALL_SERVE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// File of API keys, one per line; clients send `Authorization: Bearer <key>` (overrides
+    /// server.auth.keys_file).
+    #[arg(long, env = "RAGWALL_SERVE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Name of an environment variable holding API keys separated by commas or whitespace
+    /// (overrides server.auth.keys_env).
+    #[arg(long, env = "RAGWALL_SERVE_API_KEYS_ENV")]
+    pub api_keys_env: Option<String>,
+
+    /// Hash-chained audit log of every non-allow decision (overrides server.audit_log).
+    #[arg(long, env = "RAGWALL_SERVE_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Largest request body in bytes (overrides server.max_body_bytes).
+    #[arg(long, env = "RAGWALL_SERVE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// Per-request deadline in milliseconds (overrides server.deadline_ms).
+    #[arg(long, env = "RAGWALL_SERVE_DEADLINE_MS")]
+    pub deadline_ms: Option<u64>,
+
+    /// Scan/guard requests processed at once; more get 429 (overrides
+    /// server.max_concurrent_requests).
+    #[arg(long, env = "RAGWALL_SERVE_MAX_CONCURRENT")]
+    pub max_concurrent_requests: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Applies the flags that were given over `[server]`.
+    pub fn apply(self, s: &mut crate::server::ServerConfig) {
+        s.listen = self.listen.unwrap_or(s.listen);
+        s.tls_cert = self.tls_cert.or(s.tls_cert.take());
+        s.tls_key = self.tls_key.or(s.tls_key.take());
+        s.auth.keys_file = self.api_keys_file.or(s.auth.keys_file.take());
+        s.auth.keys_env = self.api_keys_env.or(s.auth.keys_env.take());
+        s.audit_log = self.audit_log.or(s.audit_log.take());
+        s.max_body_bytes = self.max_body_bytes.unwrap_or(s.max_body_bytes);
+        s.deadline_ms = self.deadline_ms.unwrap_or(s.deadline_ms);
+        s.max_concurrent_requests = self
+            .max_concurrent_requests
+            .unwrap_or(s.max_concurrent_requests);
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    #[command(subcommand)]
+    pub target: ScanTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScanTarget {
+    /// Scan every point of a Qdrant collection over gRPC, in pages, resumably. Writes a report
+    /// (JSON and Markdown); with --stamp and/or --quarantine also writes to Qdrant. Exit status
+    /// 2 when points could not be scanned, 130 when interrupted (run again to resume).
+    Qdrant(ScanQdrantArgs),
+    /// Gate JSONL, text and Markdown files before they are embedded: passing records to --out,
+    /// flagged ones to --quarantine. Exit status 2 when records could not be scanned.
+    Files(ScanFilesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScanQdrantArgs {
+    /// Qdrant's gRPC URL (port 6334 by default, not REST's 6333).
+    #[arg(
+        long,
+        env = "RAGWALL_SCAN_URL",
+        default_value = "http://127.0.0.1:6334"
+    )]
+    pub url: String,
+
+    /// Collection to scan.
+    #[arg(long, env = "RAGWALL_SCAN_COLLECTION")]
+    pub collection: String,
+
+    /// Qdrant API key (sent as `api-key`).
+    #[arg(long, env = "RAGWALL_SCAN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Write nothing to Qdrant, only the report (the default without --stamp/--quarantine).
+    #[arg(long, env = "RAGWALL_SCAN_DRY_RUN", conflicts_with_all = ["stamp", "quarantine"])]
+    pub dry_run: bool,
+
+    /// Write each point's signed verdict into its payload (key "ragwall"), only where it
+    /// changed. Needs the proxy's stamp key ([proxy] stamp_key_file or RAGWALL_STAMP_KEY).
+    #[arg(long, env = "RAGWALL_SCAN_STAMP")]
+    pub stamp: bool,
+
+    /// Copy points whose action is quarantine or block, with vectors and payload, into
+    /// COLLECTION + [scan] quarantine_suffix (created with the same vector config), then
+    /// delete them from COLLECTION.
+    #[arg(long, env = "RAGWALL_SCAN_QUARANTINE")]
+    pub quarantine: bool,
+
+    /// Report file (JSON); the Markdown summary is written beside it with `.md`.
+    #[arg(
+        long,
+        env = "RAGWALL_SCAN_OUT",
+        default_value = "ragwall-scan-report.json"
+    )]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScanFilesArgs {
+    /// Files or directories (.jsonl, .txt, .md, .markdown).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Output JSONL of the records that pass (JSONL lines verbatim, text files as
+    /// {"id","text","source"}).
+    #[arg(long, env = "RAGWALL_SCAN_FILES_OUT")]
+    pub out: PathBuf,
+
+    /// Output JSONL of flagged and unscannable records, each with its verdict.
+    #[arg(long, env = "RAGWALL_SCAN_FILES_QUARANTINE")]
+    pub quarantine: PathBuf,
+
+    /// Report file (JSON); the Markdown summary is written beside it with `.md`.
+    #[arg(long, env = "RAGWALL_SCAN_FILES_REPORT")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check an audit log's hash chain: prints the line count and the head hash (anchor it
+    /// elsewhere); exit status 1 and the first broken line when it does not verify.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditVerifyArgs {
+    /// Audit log (JSON lines written by `ragwall serve`).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -107,13 +107,16 @@ pub fn normalize(input: &str, opts: &NormalizeOptions) -> Normalized {
     let mut scan = Scanner::new(input, opts);
     // Most non-ASCII text (accents, CJK, Cyrillic) is already NFKC: then segments are copied
     // as they are. "Maybe" (combining marks that could compose) takes the careful path.
-    scan.nfkc_stable =
-        unicode_normalization::is_nfkc_quick(input.chars()) == unicode_normalization::IsNormalized::Yes;
+    scan.nfkc_stable = unicode_normalization::is_nfkc_quick(input.chars())
+        == unicode_normalization::IsNormalized::Yes;
     for (i, c) in input.char_indices() {
         scan.push(i, c);
     }
     scan.finish()
 }
+
+/// Invisible characters splitting this many words make the finding `High`.
+const WORD_SPLITS_HIGH: u32 = 3;
 
 /// Findings folded per kind so a chunk with 10 000 zero-width spaces yields one finding.
 #[derive(Debug, Default)]
@@ -158,6 +161,8 @@ struct Scanner<'a> {
     hidden_cut: bool,
     tag_findings: Vec<Finding>,
     invisible: Tally,
+    /// Runs of invisible characters inside words (`ig\u{200B}nore`).
+    word_splits: u32,
     bidi: Tally,
     compat: Tally,
     compat_example: Option<(String, String)>,
@@ -180,6 +185,7 @@ impl<'a> Scanner<'a> {
             hidden_cut: false,
             tag_findings: Vec::new(),
             invisible: Tally::default(),
+            word_splits: 0,
             bidi: Tally::default(),
             compat: Tally::default(),
             compat_example: None,
@@ -303,6 +309,9 @@ impl<'a> Scanner<'a> {
             }
             Invisible::Other => {
                 let sev = self.other_invisible_severity(&run, next);
+                if sev == Some(Severity::Medium) {
+                    self.word_splits += 1;
+                }
                 if let Some(sev) = sev {
                     for _ in &run.chars {
                         self.invisible.add(span, sev);
@@ -386,6 +395,11 @@ impl<'a> Scanner<'a> {
                     self.opts.max_hidden_bytes
                 ),
             ));
+        }
+        // One word split can be an editor's artefact; several are deliberate obfuscation of
+        // what a tokenizer reads, which is evidence in itself.
+        if self.word_splits >= WORD_SPLITS_HIGH {
+            self.invisible.severity = Some(Severity::High);
         }
         let tallies = [
             (

@@ -20,15 +20,18 @@ pub fn root() -> PathBuf {
 pub fn ort() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        ragwall::classifier::runtime::find_dylib(None)
-            .unwrap_or_else(|e| panic!("{e}\n(run scripts/setup.sh, or scripts/test.sh which runs it)"))
+        ragwall::classifier::runtime::find_dylib(None).unwrap_or_else(|e| {
+            panic!("{e}\n(run scripts/setup.sh, or scripts/test.sh which runs it)")
+        })
     })
     .clone()
 }
 
 /// The default model directory.
 pub fn model_dir() -> PathBuf {
-    root().join("models").join(ragwall::classifier::DEFAULT_MODEL)
+    root()
+        .join("models")
+        .join(ragwall::classifier::DEFAULT_MODEL)
 }
 
 /// A config using the default model.
@@ -65,7 +68,12 @@ pub fn ragwall(args: &[&str], stdin: Option<&[u8]>) -> Output {
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn ragwall");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("ragwall runs")
