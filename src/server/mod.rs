@@ -97,20 +97,12 @@ pub async fn serve(
     match tls {
         Some(tls) => {
             let mut server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+            slowloris_guard(server.http_builder());
             server.serve(service).await?
         }
         None => {
             let mut server = axum_server::from_tcp(listener).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+            slowloris_guard(server.http_builder());
             server.serve(service).await?
         }
     }
@@ -157,4 +149,14 @@ pub async fn run(app: App) -> Result<(), ServerError> {
         Ok(e) => Err(ServerError::WarmUp(e)),
         Err(_) => Ok(()),
     }
+}
+
+/// Bounds how long a client may take to send its request headers (slowloris).
+fn slowloris_guard(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
 }
