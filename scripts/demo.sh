@@ -9,7 +9,7 @@ export ORT_DYLIB_PATH
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 set +e
-./target/release/ragwall guard --input examples/sample_chunks.jsonl --wrap delimit > "$out"
+"${CARGO_TARGET_DIR:-target}"/release/ragwall guard --input examples/sample_chunks.jsonl --wrap delimit > "$out"
 status=$?
 set -e
 .venv/bin/python - "$out" <<'PY'
