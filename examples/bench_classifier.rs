@@ -47,6 +47,8 @@ fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let files = ModelFiles::from_dir(std::path::Path::new(dir))?;
     let cfg = |cache: usize| ClassifierConfig {
+        // one session with THREADS threads, like the Python side
+        workers: 1,
         intra_threads: threads,
         max_batch: batch,
         batch_tokens: batch * 512,

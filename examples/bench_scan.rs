@@ -148,6 +148,13 @@ fn main() -> anyhow::Result<()> {
     ))?;
     let wall = started.elapsed().as_secs_f64();
     let chunks_per_sec = report.tally.chunks as f64 / wall;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let (workers, intra) = ragwall::classifier::runtime::plan_threads(
+        cfg.classifier.workers,
+        cfg.classifier.intra_threads,
+        cfg.classifier.device.parse()?,
+        cores,
+    );
     let out = serde_json::json!({
         "points": report.tally.points,
         "chunks": report.tally.chunks,
@@ -155,8 +162,8 @@ fn main() -> anyhow::Result<()> {
         "max_tokens_per_chunk": max_tokens,
         "mode": mode.label(),
         "batch_size": cfg.scan.batch_size,
-        "classifier_workers": cfg.classifier.workers,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "classifier_workers_x_intra_threads": format!("{workers}x{intra}"),
+        "cores": cores,
         "wall_seconds": (wall * 100.0).round() / 100.0,
         "classify_seconds": (report.tally.classify_seconds * 100.0).round() / 100.0,
         "chunks_per_sec": (chunks_per_sec * 10.0).round() / 10.0,

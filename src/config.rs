@@ -84,9 +84,12 @@ pub struct ClassifierConfig {
     pub device: String,
     /// If the GPU provider cannot be used, run on CPU instead of refusing to start.
     pub allow_cpu_fallback: bool,
-    /// ONNX Runtime intra-op threads per session; 0 lets ONNX Runtime decide.
+    /// ONNX Runtime intra-op threads per session; 0 = automatic (see `workers`).
     pub intra_threads: usize,
-    /// Inference worker threads (each with its own session).
+    /// Inference worker threads, each with its own session; 0 = automatic. On CPU the
+    /// automatic plan is one single-threaded session per core: windows run one per call
+    /// for the default model, and independent sessions scale with cores where one session's
+    /// thread pool, synchronising inside every small matrix product, does not.
     pub workers: usize,
     /// Tokens per window including special tokens; unset means the model's `max_length`.
     pub window_tokens: Option<usize>,
@@ -112,7 +115,7 @@ impl Default for ClassifierConfig {
             device: "cpu".into(),
             allow_cpu_fallback: false,
             intra_threads: 0,
-            workers: 1,
+            workers: 0,
             window_tokens: None,
             stride_tokens: None,
             batch_tokens: 8192,
@@ -193,10 +196,9 @@ impl Config {
             return bad("wrap.datamark must be a visible character".into());
         }
         let c = &self.classifier;
-        if c.workers == 0 || c.max_batch == 0 || c.batch_tokens == 0 || c.queue_capacity == 0 {
+        if c.max_batch == 0 || c.batch_tokens == 0 || c.queue_capacity == 0 {
             return bad(
-                "classifier workers, max_batch, batch_tokens and queue_capacity must be positive"
-                    .into(),
+                "classifier max_batch, batch_tokens and queue_capacity must be positive".into(),
             );
         }
         if let Some(w) = c.window_tokens {
@@ -222,6 +224,7 @@ impl Config {
         }
         // Thresholds and ordering; the calibrated value is checked again once a model is loaded.
         Policy::new(&self.policy, None)?;
+        self.server.validate().map_err(ConfigError::Invalid)?;
         self.proxy.validate().map_err(ConfigError::Invalid)?;
         self.scan.validate().map_err(ConfigError::Invalid)?;
         Ok(())
@@ -260,5 +263,10 @@ mod tests {
         assert!(Config::from_toml("[classifier]\ndevice = \"tpu\"").is_err());
         assert!(Config::from_toml("[policy.default]\ntag = 2.0").is_err());
         assert!(Config::from_toml("[wrap]\nmode = \"rot13\"").is_err());
+        // every section is checked by the same validate() that check-config runs
+        assert!(Config::from_toml("[server]\nmax_body_bytes = 0").is_err());
+        assert!(Config::from_toml("[server]\ntls_cert = \"/tmp/c.pem\"").is_err());
+        assert!(Config::from_toml("[proxy]\nlisten = \"nowhere\"").is_err());
+        assert!(Config::from_toml("[classifier]\nworkers = 0\nintra_threads = 0").is_ok());
     }
 }

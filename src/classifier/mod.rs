@@ -125,14 +125,18 @@ impl Classifier {
             .unwrap_or(0) as i64;
 
         let env = runtime::environment(cfg.ort_dylib.as_deref())?;
+        let device = cfg.device.parse::<Device>()?;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let (workers, intra_threads) =
+            runtime::plan_threads(cfg.workers, cfg.intra_threads, device, cores);
         let opts = SessionOptions {
-            device: cfg.device.parse::<Device>()?,
+            device,
             allow_cpu_fallback: cfg.allow_cpu_fallback,
-            intra_threads: cfg.intra_threads,
+            intra_threads,
         };
-        let mut models = Vec::with_capacity(cfg.workers);
+        let mut models = Vec::with_capacity(workers);
         let mut placement = None;
-        for _ in 0..cfg.workers.max(1) {
+        for _ in 0..workers {
             let (session, p) = runtime::build_session(env, &files.model, &opts)?;
             placement.get_or_insert(p);
             models.push(
@@ -162,6 +166,7 @@ impl Classifier {
             sha256 = %files.manifest.model_sha256(),
             origin = %files.origin,
             device = %placement.used,
+            workers, intra_threads,
             window, stride,
             batch_invariant = files.manifest.batch_invariant,
             "classifier ready"

@@ -2,10 +2,13 @@
 //!
 //! Callers submit a job (the windows of one or more texts) and get a oneshot receiver. The queue
 //! is bounded by *windows*, not jobs: a submit that would exceed `capacity` fails at once with
-//! `Overloaded`, so overload is answered immediately instead of queueing without bound. Each
-//! worker takes as many whole jobs as fit one round (`max_batch` windows or `batch_tokens` padded
-//! tokens), sorts their windows by length to minimise padding, runs them in batches, and answers
-//! each job. Jobs whose caller has gone (receiver dropped) are discarded unrun.
+//! `Overloaded`, so overload is answered immediately instead of queueing without bound. A job is
+//! cut into pieces of at most one batch (`max_batch` windows, `batch_tokens` padded tokens),
+//! grouped by length, so that every worker can take part of one big job (a scanner's page of
+//! points) instead of one worker running it while the others idle. Each worker takes as many
+//! pieces as fit one round, sorts their windows by length to minimise padding, runs them, and
+//! records the scores; the last piece of a job answers its caller. Pieces whose caller has gone
+//! (receiver dropped) are discarded unrun.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,10 +41,67 @@ pub const BATCH_BUCKETS: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, usize::MAX];
 
 type Reply = oneshot::Sender<Result<Vec<f32>, DetectError>>;
 
+/// One submitted job: collects the scores of its pieces and answers the caller once.
+struct Gather {
+    scores: Mutex<Vec<f32>>,
+    /// Pieces not yet recorded.
+    remaining: AtomicUsize,
+    /// Taken by whoever answers: the last piece, or the first failure.
+    reply: Mutex<Option<Reply>>,
+    abandoned: AtomicBool,
+    span: tracing::Span,
+}
+
+impl Gather {
+    /// True when nobody waits for this job any more (caller gone, or already answered with an
+    /// error); counts an abandoned job once in `stats`.
+    fn is_moot(&self, stats: &QueueStats) -> bool {
+        let Ok(reply) = self.reply.lock() else {
+            return true;
+        };
+        match reply.as_ref() {
+            None => true,
+            Some(tx) if tx.is_closed() => {
+                if !self.abandoned.swap(true, Ordering::AcqRel) {
+                    stats.abandoned.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Records one piece's outcome (`positions[k]` is where score `k` belongs).
+    fn record(&self, positions: &[usize], result: Result<Vec<f32>, DetectError>) {
+        let answer = match result {
+            Ok(piece) => {
+                if let Ok(mut all) = self.scores.lock() {
+                    for (&at, score) in positions.iter().zip(piece) {
+                        all[at] = score;
+                    }
+                }
+                if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+                    return;
+                }
+                match self.scores.lock() {
+                    Ok(mut all) => Ok(std::mem::take(&mut *all)),
+                    Err(_) => Err(DetectError::Failed("score buffer poisoned".into())),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Some(tx) = self.reply.lock().ok().and_then(|mut r| r.take()) {
+            let _ = tx.send(answer);
+        }
+    }
+}
+
+/// A piece of a job: at most one batch of its windows.
 struct Job {
     windows: Vec<Window>,
-    reply: Reply,
-    span: tracing::Span,
+    /// Index in the job of each window, for putting its score back in order.
+    positions: Vec<usize>,
+    gather: Arc<Gather>,
 }
 
 struct Shared {
@@ -135,13 +195,21 @@ impl Batcher {
                 )));
             }
             stats.queued_windows.fetch_add(n, Ordering::AcqRel);
-            q.push_back(Job {
-                windows,
-                reply: tx,
+            let pieces = split(windows, self.shared.max_batch, self.shared.batch_tokens);
+            let gather = Arc::new(Gather {
+                scores: Mutex::new(vec![f32::NAN; n]),
+                remaining: AtomicUsize::new(pieces.len()),
+                reply: Mutex::new(Some(tx)),
+                abandoned: AtomicBool::new(false),
                 span: tracing::Span::current(),
             });
+            q.extend(pieces.into_iter().map(|(positions, windows)| Job {
+                windows,
+                positions,
+                gather: Arc::clone(&gather),
+            }));
         }
-        self.shared.ready.notify_one();
+        self.shared.ready.notify_all();
         Ok(rx)
     }
 
@@ -181,7 +249,33 @@ fn worker(shared: Arc<Shared>, mut model: Model) {
     }
 }
 
-/// Pops whole jobs while they fit one round's budget (always at least one).
+/// Cuts a job into pieces of at most one batch each, windows grouped by length so that a piece
+/// pads little. Returns `(positions in the job, windows)` per piece.
+fn split(
+    windows: Vec<Window>,
+    max_batch: usize,
+    batch_tokens: usize,
+) -> Vec<(Vec<usize>, Vec<Window>)> {
+    let mut order: Vec<(usize, Window)> = windows.into_iter().enumerate().collect();
+    order.sort_by_key(|(_, w)| w.ids.len());
+    let mut pieces: Vec<(Vec<usize>, Vec<Window>)> = Vec::new();
+    let mut current: (Vec<usize>, Vec<Window>) = (Vec::new(), Vec::new());
+    for (at, w) in order {
+        // sorted ascending, so this window is the piece's longest
+        let padded = (current.1.len() + 1) * w.ids.len();
+        if !current.1.is_empty() && (current.1.len() >= max_batch || padded > batch_tokens) {
+            pieces.push(std::mem::take(&mut current));
+        }
+        current.0.push(at);
+        current.1.push(w);
+    }
+    if !current.1.is_empty() {
+        pieces.push(current);
+    }
+    pieces
+}
+
+/// Pops pieces while they fit one round's budget (always at least one).
 fn take_round(q: &mut VecDeque<Job>, shared: &Shared) -> Vec<Job> {
     let mut jobs = Vec::new();
     let (mut windows, mut tokens) = (0usize, 0usize);
@@ -194,8 +288,7 @@ fn take_round(q: &mut VecDeque<Job>, shared: &Shared) -> Vec<Job> {
         }
         let Some(job) = q.pop_front() else { break };
         shared.stats.queued_windows.fetch_sub(n, Ordering::AcqRel);
-        if job.reply.is_closed() {
-            shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+        if job.gather.is_moot(&shared.stats) {
             continue;
         }
         windows += n;
@@ -238,7 +331,7 @@ fn run_round(shared: &Shared, model: &mut Model, jobs: Vec<Job>) {
             .map(|&(j, w)| &jobs[j].windows[w])
             .collect();
         let longest = batch.last().map_or(0, |w| w.ids.len());
-        let _enter = jobs[order[i].0].span.enter();
+        let _enter = jobs[order[i].0].gather.span.enter();
         let started = Instant::now();
         let result = model.infer(&batch);
         let stats = &shared.stats;
@@ -278,13 +371,13 @@ fn run_round(shared: &Shared, model: &mut Model, jobs: Vec<Job>) {
         i = end;
     }
     for (job, s) in jobs.into_iter().zip(scores) {
-        let reply = match &failure {
+        let result = match &failure {
             Some(e) => Err(DetectError::Failed(format!("inference failed: {e}"))),
             None if s.iter().any(|x| !x.is_finite()) => Err(DetectError::Failed(
                 "model produced a non-finite score".into(),
             )),
             None => Ok(s),
         };
-        let _ = job.reply.send(reply);
+        job.gather.record(&job.positions, result);
     }
 }

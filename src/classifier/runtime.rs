@@ -163,6 +163,24 @@ pub struct SessionOptions {
     pub intra_threads: usize,
 }
 
+/// How many sessions to run and how many intra-op threads each gets, after resolving the
+/// automatic (0) settings for `cores` cores. Returns `(workers, intra_threads)`, where an
+/// `intra_threads` of 0 leaves the choice to ONNX Runtime (all cores).
+pub fn plan_threads(workers: usize, intra: usize, device: Device, cores: usize) -> (usize, usize) {
+    let cores = cores.max(1);
+    if device != Device::Cpu {
+        // One device, one session: more would only split its memory.
+        return (workers.max(1), intra);
+    }
+    match (workers, intra) {
+        (0, 0) => (cores, 1),
+        (0, t) => ((cores / t).max(1), t),
+        (1, 0) => (1, 0),
+        (w, 0) => (w, (cores / w).max(1)),
+        (w, t) => (w, t),
+    }
+}
+
 /// Builds a session for `model` bytes. The single place where execution providers and threads
 /// are chosen, so CPU and GPU paths cannot drift apart.
 pub fn build_session(
@@ -289,6 +307,22 @@ mod tests {
         );
         assert!("cuda:x".parse::<Device>().is_err());
         assert!("tpu".parse::<Device>().is_err());
+    }
+
+    #[test]
+    fn automatic_threading_gives_each_core_one_single_threaded_session() {
+        let cpu = Device::Cpu;
+        assert_eq!(plan_threads(0, 0, cpu, 2), (2, 1));
+        assert_eq!(plan_threads(0, 0, cpu, 8), (8, 1));
+        assert_eq!(plan_threads(0, 4, cpu, 8), (2, 4));
+        assert_eq!(plan_threads(0, 4, cpu, 2), (1, 4));
+        // one worker keeps ONNX Runtime's own pool over all cores
+        assert_eq!(plan_threads(1, 0, cpu, 8), (1, 0));
+        assert_eq!(plan_threads(2, 0, cpu, 8), (2, 4));
+        assert_eq!(plan_threads(3, 2, cpu, 2), (3, 2));
+        assert_eq!(plan_threads(0, 0, cpu, 0), (1, 1));
+        assert_eq!(plan_threads(0, 0, Device::Cuda(0), 8), (1, 0));
+        assert_eq!(plan_threads(2, 0, Device::TensorRt(1), 8), (2, 0));
     }
 
     #[test]
