@@ -175,6 +175,9 @@ impl Batcher {
         }
         let n = windows.len();
         let stats = &self.shared.stats;
+        // Cut outside the lock: other callers and the workers need the queue meanwhile.
+        let pieces = split(windows, self.shared.max_batch, self.shared.batch_tokens);
+        let many = pieces.len() > 1;
         {
             let mut q = self
                 .shared
@@ -195,7 +198,6 @@ impl Batcher {
                 )));
             }
             stats.queued_windows.fetch_add(n, Ordering::AcqRel);
-            let pieces = split(windows, self.shared.max_batch, self.shared.batch_tokens);
             let gather = Arc::new(Gather {
                 scores: Mutex::new(vec![f32::NAN; n]),
                 remaining: AtomicUsize::new(pieces.len()),
@@ -209,7 +211,12 @@ impl Batcher {
                 gather: Arc::clone(&gather),
             }));
         }
-        self.shared.ready.notify_all();
+        // Wake every worker only when there is work for more than one.
+        if many {
+            self.shared.ready.notify_all();
+        } else {
+            self.shared.ready.notify_one();
+        }
         Ok(rx)
     }
 

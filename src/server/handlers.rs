@@ -23,6 +23,39 @@ pub const FIREWALL: &str = "firewall";
 /// Tag of the operational routes.
 pub const OPERATIONS: &str = "operations";
 
+/// The error answers of every inspecting route, documented once (OpenAPI only: the
+/// answers themselves come from [`ApiError`]).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum InspectErrors {
+    #[response(status = 400, description = "Body is not JSON")]
+    NotJson(ErrorBody),
+    #[response(status = 401, description = "Missing or wrong API key")]
+    Unauthorized(ErrorBody),
+    #[response(status = 413, description = "Body over max_body_bytes")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "Body not UTF-8, or not application/json")]
+    NotUtf8Json(ErrorBody),
+    #[response(status = 422, description = "JSON of the wrong shape")]
+    WrongShape(ErrorBody),
+    #[response(
+        status = 429,
+        description = "Too many requests in flight (Retry-After)"
+    )]
+    Busy(ErrorBody),
+    #[response(status = 431, description = "More chunks than max_chunks_per_call")]
+    TooManyChunks(ErrorBody),
+    #[response(status = 500, description = "Detector failed; nothing scanned")]
+    DetectorFailed(ErrorBody),
+    #[response(
+        status = 503,
+        description = "Classifier overloaded or warming up (Retry-After)"
+    )]
+    Unavailable(ErrorBody),
+    #[response(status = 504, description = "Deadline exceeded; nothing scanned")]
+    Deadline(ErrorBody),
+}
+
 /// Inspect chunks and return one verdict per chunk.
 ///
 /// Verdicts are returned whatever their action (`block` included); nothing is removed. A chunk
@@ -36,16 +69,7 @@ pub const OPERATIONS: &str = "operations";
     request_body = ScanRequest,
     responses(
         (status = 200, description = "One verdict per chunk, in order", body = ScanResponse),
-        (status = 400, description = "Body is not JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 413, description = "Body over max_body_bytes", body = ErrorBody),
-        (status = 415, description = "Body not UTF-8, or not application/json", body = ErrorBody),
-        (status = 422, description = "JSON of the wrong shape", body = ErrorBody),
-        (status = 429, description = "Too many requests in flight (Retry-After)", body = ErrorBody),
-        (status = 431, description = "More chunks than max_chunks_per_call", body = ErrorBody),
-        (status = 500, description = "Detector failed; nothing scanned", body = ErrorBody),
-        (status = 503, description = "Classifier overloaded or warming up (Retry-After)", body = ErrorBody),
-        (status = 504, description = "Deadline exceeded; nothing scanned", body = ErrorBody),
+        InspectErrors,
     ),
     security(("api_key" = []))
 )]
@@ -81,17 +105,8 @@ pub async fn scan(
     request_body = GuardRequest,
     responses(
         (status = 200, description = "Passing chunks, wrapped context and instruction", body = GuardResponse),
-        (status = 400, description = "Body is not JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 403, description = "A chunk was blocked; the request is refused", body = BlockedResponse),
-        (status = 413, description = "Body over max_body_bytes", body = ErrorBody),
-        (status = 415, description = "Body not UTF-8, or not application/json", body = ErrorBody),
-        (status = 422, description = "JSON of the wrong shape", body = ErrorBody),
-        (status = 429, description = "Too many requests in flight (Retry-After)", body = ErrorBody),
-        (status = 431, description = "More chunks than max_chunks_per_call", body = ErrorBody),
-        (status = 500, description = "Detector failed; nothing scanned", body = ErrorBody),
-        (status = 503, description = "Classifier overloaded or warming up (Retry-After)", body = ErrorBody),
-        (status = 504, description = "Deadline exceeded; nothing scanned", body = ErrorBody),
+        InspectErrors,
     ),
     security(("api_key" = []))
 )]
