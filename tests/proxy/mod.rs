@@ -1,5 +1,5 @@
 //! `ragwall proxy` end to end: a replaying upstream serves the real Qdrant 1.18.3 exchanges
-//! recorded in `../shared/qdrant/rest-exchanges-1.18.3.jsonl` byte for byte, the proxy runs
+//! recorded in `tests/fixtures/qdrant/rest-exchanges-1.18.3.jsonl` byte for byte, the proxy runs
 //! in-process on 127.0.0.1, and clients (reqwest, the real Python `qdrant-client`) talk to it.
 
 mod exchanges;
@@ -48,9 +48,9 @@ impl Exchange {
     }
 }
 
-/// The recorded exchanges, read from the shared directory next to the repository.
+/// The recorded exchanges (`tests/fixtures/qdrant/`).
 pub fn exchanges() -> Vec<Exchange> {
-    let path = common::root().join("../shared/qdrant/rest-exchanges-1.18.3.jsonl");
+    let path = common::root().join("tests/fixtures/qdrant/rest-exchanges-1.18.3.jsonl");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     text.lines()
