@@ -12,6 +12,8 @@ use serde::Serialize;
 pub struct Scored {
     pub score: f32,
     pub flagged: bool,
+    /// Tagged or worse: what an operator sees annotated, even when the chunk still passes.
+    pub tagged: bool,
     pub label: bool,
 }
 
@@ -29,6 +31,10 @@ pub struct Metrics {
     pub recall: Option<f64>,
     pub f1: Option<f64>,
     pub fpr: Option<f64>,
+    /// Share of positives tagged or worse.
+    pub tag_recall: Option<f64>,
+    /// Share of negatives tagged or worse.
+    pub tag_fpr: Option<f64>,
     pub accuracy: f64,
     pub roc_auc: Option<f64>,
     /// Recall when the score threshold is set for at most 1% false positives.
@@ -60,6 +66,8 @@ pub fn metrics(items: &[Scored]) -> Metrics {
         _ => None,
     };
     let (threshold, recall_at) = operating_point(items, 0.01);
+    let tagged_pos = items.iter().filter(|i| i.label && i.tagged).count();
+    let tagged_neg = items.iter().filter(|i| !i.label && i.tagged).count();
     Metrics {
         n: items.len(),
         positives: tp + fn_,
@@ -72,6 +80,8 @@ pub fn metrics(items: &[Scored]) -> Metrics {
         recall,
         f1,
         fpr: ratio(fp, fp + tn),
+        tag_recall: ratio(tagged_pos, tp + fn_),
+        tag_fpr: ratio(tagged_neg, fp + tn),
         accuracy: ratio(tp + tn, items.len()).unwrap_or(0.0),
         roc_auc: roc_auc(items),
         recall_at_1pct_fpr: recall_at,
@@ -142,6 +152,7 @@ mod tests {
         Scored {
             score,
             flagged: score >= 0.5,
+            tagged: score >= 0.3,
             label,
         }
     }
@@ -161,6 +172,9 @@ mod tests {
         assert!((m.precision.unwrap_or(0.0) - 2.0 / 3.0).abs() < 1e-9);
         assert!((m.recall.unwrap_or(0.0) - 2.0 / 3.0).abs() < 1e-9);
         assert!((m.fpr.unwrap_or(0.0) - 1.0 / 3.0).abs() < 1e-9);
+        // Tagged at 0.3: positives 0.9, 0.8 of three; negatives 0.6 of three.
+        assert!((m.tag_recall.unwrap_or(0.0) - 2.0 / 3.0).abs() < 1e-9);
+        assert!((m.tag_fpr.unwrap_or(0.0) - 1.0 / 3.0).abs() < 1e-9);
         // AUC: pairs (pos>neg): 0.9>all3, 0.8>all3, 0.2>0.1,0.0 → 8 of 9.
         assert!((m.roc_auc.unwrap_or(0.0) - 8.0 / 9.0).abs() < 1e-9);
     }

@@ -82,19 +82,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => {
             let cfg = Config::load(cli.config.as_deref())?;
             let fw = Firewall::new(&cfg, detect::from_config(&cfg)?.detector)?;
+            let gate = args.gate.as_deref().map(eval::load_gate).transpose()?;
+            let mut by = args.by.clone();
+            for f in gate.iter().flat_map(|g| g.fields()) {
+                if !by.contains(&f) {
+                    by.push(f);
+                }
+            }
+            let opts = eval::Options {
+                by,
+                filters: args.filters.clone(),
+                batch: args.batch,
+            };
+            let mut scores = match &args.scores {
+                Some(p) => Some(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => None,
+            };
             let report = eval::run(
                 &fw,
                 open_input(&args.data)?,
                 &args.data.display().to_string(),
-                args.batch,
+                &opts,
+                scores.as_mut().map(|w| w as &mut dyn std::io::Write),
             )?;
+            if let Some(mut w) = scores {
+                std::io::Write::flush(&mut w)?;
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", eval::table(&report));
             }
-            if let Some(gate) = &args.gate {
-                let violations = eval::check(&report, &eval::load_gate(gate)?);
+            if let (Some(gate), Some(g)) = (&args.gate, &gate) {
+                let violations = eval::check(&report, g);
                 if !violations.is_empty() {
                     eprintln!("ragwall eval: gate {} failed:", gate.display());
                     for v in &violations {

@@ -107,6 +107,12 @@ pub struct RulesOverride {
     pub quarantine: Option<Threshold>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<Threshold>,
+    /// A rule match in visible text acts beyond `tag` only when the score reaches this
+    /// (default: the `tag` threshold): rules are evidence, the model decides. Hidden-channel
+    /// findings (tag characters, word-splitting invisibles, homoglyph words, rules matching
+    /// decoded hidden text) are not capped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_confirm: Option<Threshold>,
     /// Minimum action for a finding of each severity.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub findings: BTreeMap<Severity, Action>,
@@ -133,6 +139,7 @@ impl Default for PolicyConfig {
                 tag: Some(Threshold::Value(0.35)),
                 quarantine: Some(Threshold::CALIBRATED),
                 block: None,
+                rule_confirm: None,
                 findings: BTreeMap::from([
                     (Severity::Info, Action::Allow),
                     (Severity::Low, Action::Allow),
@@ -176,6 +183,8 @@ pub struct Resolved {
     pub tag: Option<f32>,
     pub quarantine: Option<f32>,
     pub block: Option<f32>,
+    /// Score a visible rule match needs to act beyond `tag`; `None` means the `tag` threshold.
+    pub rule_confirm: Option<f32>,
     pub findings: BTreeMap<Severity, Action>,
 }
 
@@ -248,11 +257,16 @@ impl Policy {
             });
         }
         for f in findings {
-            let action = rules
+            let mut action = rules
                 .findings
                 .get(&f.severity)
                 .copied()
                 .unwrap_or(Action::Allow);
+            let visible_rule = matches!(f.kind, crate::finding::FindingKind::Rule { .. })
+                && f.location == crate::finding::Location::Visible;
+            if visible_rule && rules.rule_confirm.or(rules.tag).is_some_and(|c| score < c) {
+                action = action.min(Action::Tag);
+            }
             if action > Action::Allow {
                 let code = match &f.kind {
                     crate::finding::FindingKind::Rule { id, .. } => format!("rule.{id}"),
@@ -284,6 +298,7 @@ impl Resolved {
             tag: self.tag.map(Threshold::Value),
             quarantine: self.quarantine.map(Threshold::Value),
             block: self.block.map(Threshold::Value),
+            rule_confirm: self.rule_confirm.map(Threshold::Value),
             findings: self.findings.clone(),
         }
     }
@@ -309,6 +324,7 @@ fn resolve(
     let tag = pick("tag", o.tag, base.tag)?;
     let quarantine = pick("quarantine", o.quarantine, base.quarantine)?;
     let block = pick("block", o.block, base.block)?;
+    let rule_confirm = pick("rule_confirm", o.rule_confirm, base.rule_confirm)?;
     let set: Vec<(&str, f32)> = [("tag", tag), ("quarantine", quarantine), ("block", block)]
         .into_iter()
         .filter_map(|(n, v)| v.map(|v| (n, v)))
@@ -327,6 +343,7 @@ fn resolve(
         tag,
         quarantine,
         block,
+        rule_confirm,
         findings,
     })
 }
@@ -343,6 +360,52 @@ mod tests {
             Some(Span::new(0, 1)),
             "x".into(),
         )
+    }
+
+    fn rule(location: crate::finding::Location) -> Finding {
+        let mut f = Finding::new(
+            FindingKind::Rule {
+                id: "override".into(),
+                category: "instruction_override".into(),
+            },
+            Severity::High,
+            Some(Span::new(0, 1)),
+            "x".into(),
+        );
+        f.location = location;
+        f
+    }
+
+    #[test]
+    fn visible_rule_matches_need_the_score_to_quarantine() {
+        use crate::finding::Location;
+        let p = Policy::new(&PolicyConfig::default(), Some(0.8)).expect("valid");
+        // Below the tag threshold (0.35, the default confirmation) a high rule only tags…
+        let (a, reasons) = p.decide(None, 0.1, &[rule(Location::Visible)]);
+        assert_eq!(a, Action::Tag);
+        assert_eq!(reasons[0].code, "rule.override");
+        // …the model agreeing lets it act at its severity…
+        assert_eq!(
+            p.decide(None, 0.4, &[rule(Location::Visible)]).0,
+            Action::Quarantine
+        );
+        // …and a rule matching decoded hidden text is never capped.
+        assert_eq!(
+            p.decide(None, 0.0, &[rule(Location::Hidden)]).0,
+            Action::Quarantine
+        );
+        // Hidden-channel findings of normalization are not capped either.
+        assert_eq!(
+            p.decide(None, 0.0, &[finding(Severity::High)]).0,
+            Action::Quarantine
+        );
+        // An explicit confirmation threshold overrides the tag threshold.
+        let cfg: PolicyConfig = toml::from_str("[default]\nrule_confirm = 0.9\n").expect("toml");
+        let p = Policy::new(&cfg, Some(0.8)).expect("valid");
+        assert_eq!(
+            p.decide(None, 0.5, &[rule(Location::Visible)]).0,
+            Action::Tag
+        );
     }
 
     #[test]

@@ -94,22 +94,44 @@ pub struct ModelInfoArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// Labelled JSONL: "text", "label" (0/1), optional "source", "kind", "collection".
+    /// Labelled JSONL: "text", "label" (0/1), optional "collection" and any string fields to
+    /// group by ("source", "kind", "genre", "category", "language", "split", …).
     #[arg(long, env = "RAGWALL_EVAL_DATA")]
     pub data: PathBuf,
+
+    /// Fields to group the report by, comma-separated (e.g. `genre,category,language`).
+    #[arg(long, value_delimiter = ',', default_value = "source,kind")]
+    pub by: Vec<String>,
+
+    /// Only examples whose field has this value, e.g. `--where split=test` (repeatable; all must
+    /// hold).
+    #[arg(long = "where", value_name = "FIELD=VALUE", value_parser = parse_where)]
+    pub filters: Vec<(String, String)>,
+
+    /// Write every example's outcome (line, label, score, action, reasons, fields) as JSONL.
+    #[arg(long, value_name = "FILE")]
+    pub scores: Option<PathBuf>,
 
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 
-    /// TOML file of floors/ceilings (min_recall, max_fpr, min_accuracy, min_roc_auc) for
-    /// [overall], [sources.NAME] and [kinds.NAME]; exit status 1 when any is violated.
+    /// TOML file of floors/ceilings (min_recall, max_fpr, max_tag_fpr, min_accuracy,
+    /// min_roc_auc) for [overall], [groups.FIELD.VALUE] ([sources.NAME] and [kinds.NAME] are
+    /// shorthands); exit status 1 when any is violated.
     #[arg(long, env = "RAGWALL_EVAL_GATE")]
     pub gate: Option<PathBuf>,
 
     /// Examples per batch.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+}
+
+fn parse_where(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected FIELD=VALUE, not {s:?}")),
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -46,10 +46,20 @@ pub trait Detector: Send + Sync + std::fmt::Debug {
 
     /// Scores every text; one result per text, in order.
     fn detect(&self, texts: &[&str]) -> Result<Vec<Detection>, DetectError>;
+
+    /// Whether this detector's findings are evidence for a scorer rather than a score of their
+    /// own. Pattern rules are: a rule matching ordinary prose ("ignore the old instructions
+    /// taped to the wall") says little without a model that reads the whole text, so in an
+    /// ensemble with a scorer their score does not count and the policy lets their visible
+    /// findings act beyond `tag` only when the score confirms them.
+    fn is_evidence(&self) -> bool {
+        false
+    }
 }
 
-/// Runs several detectors over the same texts. A text's score is the maximum of the members'
-/// scores (any one detector being sure is enough), and its findings are the union.
+/// Runs several detectors over the same texts. A text's score is the maximum of the scoring
+/// members' scores (any one model being sure is enough; evidence-only members such as rules
+/// count only when no member scores), and its findings are the union.
 #[derive(Debug, Clone)]
 pub struct Ensemble {
     members: Vec<Arc<dyn Detector>>,
@@ -83,9 +93,15 @@ impl Detector for Ensemble {
             .reduce(f32::max)
     }
 
+    fn is_evidence(&self) -> bool {
+        self.members.iter().all(|m| m.is_evidence())
+    }
+
     fn detect(&self, texts: &[&str]) -> Result<Vec<Detection>, DetectError> {
         let mut out = vec![Detection::default(); texts.len()];
+        let all_evidence = self.is_evidence();
         for member in &self.members {
+            let counts = all_evidence || !member.is_evidence();
             let results = member.detect(texts)?;
             if results.len() != texts.len() {
                 return Err(DetectError::Failed(format!(
@@ -96,7 +112,9 @@ impl Detector for Ensemble {
                 )));
             }
             for (acc, r) in out.iter_mut().zip(results) {
-                acc.score = acc.score.max(r.score);
+                if counts {
+                    acc.score = acc.score.max(r.score);
+                }
                 acc.findings.extend(r.findings);
             }
         }

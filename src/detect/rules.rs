@@ -335,6 +335,10 @@ impl Detector for RuleSet {
         format!("rules@{}", &self.digest[..12])
     }
 
+    fn is_evidence(&self) -> bool {
+        true
+    }
+
     fn detect(&self, texts: &[&str]) -> Result<Vec<Detection>, DetectError> {
         Ok(texts.iter().map(|t| self.scan(t)).collect())
     }
