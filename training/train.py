@@ -93,6 +93,11 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", type=int, default=0, help="keep only the first N encoder layers (0 = all)")
+    ap.add_argument("--freeze-embeddings", action="store_true",
+                    help="keep the word embeddings fixed: a multilingual encoder keeps its cross-lingual "
+                         "alignment for the languages and words the training data does not cover")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from OUT/last + OUT/state.pt when they exist (same data, same arguments)")
     a = ap.parse_args()
 
     random.seed(a.seed)
@@ -107,8 +112,13 @@ def main():
                                      label2id={"benign": 0, "injection": 1})
     if a.layers:
         cfg.num_hidden_layers = a.layers  # from_pretrained then loads layers 0..N-1 and ignores the rest
-    model = BertForSequenceClassification.from_pretrained(a.base, config=cfg)
-    print(f"encoder layers: {model.config.num_hidden_layers}", flush=True)
+    state_path = os.path.join(a.out, "state.pt")
+    resuming = a.resume and os.path.exists(state_path) and os.path.isdir(os.path.join(a.out, "last"))
+    model = BertForSequenceClassification.from_pretrained(os.path.join(a.out, "last") if resuming else a.base,
+                                                          config=None if resuming else cfg)
+    if a.freeze_embeddings:
+        model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    print(f"encoder layers: {model.config.num_hidden_layers}; resuming: {resuming}", flush=True)
     model.train()
     train = load(os.path.join(a.data, "train.jsonl"))
     val = load(os.path.join(a.data, "val.jsonl"))
@@ -123,11 +133,20 @@ def main():
 
     steps_per_epoch = math.ceil(len(train) / a.bs)
     total = int(steps_per_epoch * a.epochs)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=0.01)
     sch = get_linear_schedule_with_warmup(opt, int(total * a.warmup), total)
-    rng = random.Random(a.seed)
     step, seen, best, hist = 0, 0, -1.0, []
+    ep, skip = 0, 0  # epoch, and batches of it already done (when resuming)
     os.makedirs(a.out, exist_ok=True)
+    if resuming:
+        st = torch.load(state_path, weights_only=False)
+        opt.load_state_dict(st["opt"])
+        sch.load_state_dict(st["sch"])
+        step, seen, best, hist, ep, skip = st["step"], st["seen"], st["best"], st["hist"], st["ep"], st["batch_in_epoch"]
+        t0 -= st["elapsed"]
+        deadline = time.time() + a.max_minutes * 60 - st["elapsed"]
+        print(f"resumed at step {step} (epoch {ep}, batch {skip}), {st['elapsed'] / 60:.1f} min already spent", flush=True)
+    progress = {"ep": ep, "batch": skip}
 
     def evaluate_and_save(tag):
         nonlocal best
@@ -145,22 +164,31 @@ def main():
         rec = {"step": step, "epoch": round(seen / len(train), 3), "min": round((time.time() - t0) / 60, 2),
                "val_auc": round(au, 5), "val_f1": round(f1, 4), "val_recall_at_1pct_fpr": round(rec1, 4), "tag": tag}
         hist.append(rec)
-        model.save_pretrained(os.path.join(a.out, "last"))
-        tok.save_pretrained(os.path.join(a.out, "last"))
-        if score > best:
+        is_best = score > best
+        if is_best:
+            best = score
             best = score
             model.save_pretrained(os.path.join(a.out, "best"))
             tok.save_pretrained(os.path.join(a.out, "best"))
             rec["best"] = True
+        # the resumable state: weights, optimizer, schedule and position in the data, written
+        # last and renamed into place so an interrupted save never leaves a torn checkpoint
+        model.save_pretrained(os.path.join(a.out, "last"))
+        tok.save_pretrained(os.path.join(a.out, "last"))
+        torch.save({"opt": opt.state_dict(), "sch": sch.state_dict(), "step": step, "seen": seen, "best": best,
+                    "hist": hist, "ep": progress["ep"], "batch_in_epoch": progress["batch"],
+                    "elapsed": time.time() - t0}, state_path + ".tmp")
+        os.replace(state_path + ".tmp", state_path)
         print(json.dumps(rec), flush=True)
         json.dump(hist, open(os.path.join(a.out, "history.json"), "w"), indent=1)
 
     stop = False
-    ep = 0
-    tl = time.time()
     loss_acc, n_acc = 0.0, 0
     while not stop and step < total:
-        for b in batches_length_grouped([len(x) for x in tr_ids], a.bs, random.Random(a.seed + ep)):
+        for bi, b in enumerate(batches_length_grouped([len(x) for x in tr_ids], a.bs, random.Random(a.seed + ep))):
+            if bi < skip:
+                continue
+            progress["ep"], progress["batch"] = ep, bi + 1
             L = max(len(tr_ids[i]) for i in b)
             inp = torch.zeros(len(b), L, dtype=torch.long)
             att = torch.zeros(len(b), L, dtype=torch.long)
@@ -185,7 +213,9 @@ def main():
             if time.time() > deadline - 180 or step >= total:
                 stop = True
                 break
-        ep += 1
+        if not stop:
+            ep, skip = ep + 1, 0
+            progress["ep"], progress["batch"] = ep, 0
     evaluate_and_save("final")
     summary = {"steps": step, "examples_seen": seen, "epochs": seen / len(train), "minutes": (time.time() - t0) / 60,
                "examples_per_s": seen / (time.time() - t0), "best": max(hist, key=lambda r: r["val_auc"] + r["val_f1"] + r["val_recall_at_1pct_fpr"])}
