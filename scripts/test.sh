@@ -17,10 +17,7 @@ echo "== cargo test"
 cargo test --locked --release
 echo "== ragwall check-config ragwall.example.toml"
 "${CARGO_TARGET_DIR:-target}"/release/ragwall check-config ragwall.example.toml
-echo "== docker-compose config (docker-compose.yml parses; no engine needed)"
-if ! command -v docker-compose >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
-fi
-docker-compose -f docker-compose.yml config -q
+echo "== docker-compose.yml (Compose schema, references, loopback ports; no engine needed)"
+.venv/bin/python scripts/compose_check.py docker-compose.yml
 echo "== detection regression gate (tests/data/regression.jsonl)"
 "${CARGO_TARGET_DIR:-target}"/release/ragwall eval --data tests/data/regression.jsonl --gate tests/data/regression.gate.toml
