@@ -5,15 +5,32 @@
 //!   from a file and/or an environment variable, are compared in constant time, and are never
 //!   logged or echoed. Configured-but-empty key sources refuse to start: a service that was meant
 //!   to be protected never runs open.
+//! - [`listen`]: the accept loop of every listener: connection cap, header/idle/body timeouts,
+//!   bounded drain on shutdown, `Connection: close` after early refusals.
 //! - [`shutdown`]: one future that resolves on Ctrl-C or SIGTERM, to pass to the server's
 //!   graceful shutdown and to background workers.
 //! - [`ErrorBody`]: the JSON shape of every error a ragwall service answers with, so clients
 //!   parse one format whichever layer refused them.
 
 pub mod auth;
+pub mod listen;
 pub mod shutdown;
 
 use serde::{Deserialize, Serialize};
+
+/// The HTTP method as a label: the methods ragwall's services and Qdrant's API use, or `other`.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// Header carrying the request id, set on every request and echoed on every response.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::http::auth::AuthConfig;
+use crate::http::listen::ConnectionLimits;
 use crate::proxy::payload::FieldPath;
 
 /// `[proxy]` in the config.
@@ -22,9 +23,14 @@ pub struct ProxyConfig {
     /// Largest request or response body the proxy buffers, in bytes (after decompression).
     /// Larger responses are refused (502): a payload that cannot be scanned is never passed.
     pub max_body_bytes: usize,
-    /// Response content types streamed through without inspection (snapshots). Compared with the
-    /// media type, without parameters, case-insensitively.
-    pub stream_content_types: Vec<String>,
+    /// Text of one point scanned at most, in bytes (its fields together; long fields are scanned
+    /// in pieces of `[limits] max_chunk_bytes`). A point with more text gets `[policy]
+    /// on_error`; the rest of the response is judged as usual.
+    pub max_point_text_bytes: usize,
+    /// Let snapshot downloads (`GET …/snapshots/{name}`) through, streamed and unscanned. Off by
+    /// default: a snapshot holds every payload of a collection, and ragwall cannot scan it.
+    /// Whether a response is scanned never depends on its content type.
+    pub allow_snapshots: bool,
     /// On a scan failure (classifier error or overload, unparseable upstream body), pass the
     /// upstream response through unscanned and mark it with `x-ragwall-fail-open` instead of
     /// answering 502/503. Off by default: ragwall fails closed.
@@ -47,6 +53,10 @@ pub struct ProxyConfig {
     pub collections: BTreeMap<String, CollectionConfig>,
     /// Scanning of upserts.
     pub ingest: IngestConfig,
+    /// Connection cap and header, idle and body timeouts (`[proxy.connections]`).
+    pub connections: ConnectionLimits,
+    /// On SIGTERM/Ctrl-C, seconds in-flight requests get to finish before connections close.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ProxyConfig {
@@ -56,7 +66,8 @@ impl Default for ProxyConfig {
             listen: "127.0.0.1:6335".into(),
             upstream_timeout_secs: 30,
             max_body_bytes: 64 * 1024 * 1024,
-            stream_content_types: vec!["application/octet-stream".into()],
+            max_point_text_bytes: 4 * 1024 * 1024,
+            allow_snapshots: false,
             fail_open: false,
             wrap: false,
             trust_stamps: true,
@@ -65,6 +76,8 @@ impl Default for ProxyConfig {
             text_fields: Vec::new(),
             collections: BTreeMap::new(),
             ingest: IngestConfig::default(),
+            connections: ConnectionLimits::default(),
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -119,9 +132,18 @@ impl ProxyConfig {
         self.listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| format!("proxy.listen = {:?}: {e}", self.listen))?;
-        if self.max_body_bytes == 0 || self.upstream_timeout_secs == 0 {
-            return Err("proxy.max_body_bytes and upstream_timeout_secs must be positive".into());
+        if self.max_body_bytes == 0
+            || self.upstream_timeout_secs == 0
+            || self.max_point_text_bytes == 0
+        {
+            return Err(
+                "proxy.max_body_bytes, upstream_timeout_secs and max_point_text_bytes must be positive"
+                    .into(),
+            );
         }
+        self.connections
+            .validate()
+            .map_err(|e| format!("proxy.{e}"))?;
         if self.ingest.quarantine_suffix.is_empty() {
             return Err("proxy.ingest.quarantine_suffix must not be empty".into());
         }

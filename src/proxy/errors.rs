@@ -35,6 +35,8 @@ pub enum ProxyError {
     Unauthorized,
     #[error("request body larger than {0} bytes")]
     RequestTooLarge(usize),
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     #[error("upstream unreachable: {0}")]
     UpstreamUnreachable(String),
     #[error("upstream did not answer within {0:?}")]
@@ -52,6 +54,11 @@ pub enum ProxyError {
     Scan(String),
     #[error("response blocked by ragwall policy: point {id} ({reasons})")]
     Blocked { id: String, reasons: String },
+    #[error(
+        "snapshot downloads are refused through ragwall (they carry every payload unscanned); \
+         download snapshots from Qdrant directly, or set proxy.allow_snapshots = true"
+    )]
+    SnapshotRefused,
     #[error("upsert rejected by ragwall policy: point {id} ({reasons})")]
     IngestRejected { id: String, reasons: String },
     #[error("internal error: {0}")]
@@ -71,14 +78,16 @@ impl ProxyError {
     pub fn origin(&self) -> Origin {
         use ProxyError::*;
         match self {
-            BadRequest(_) | Unauthorized | RequestTooLarge(_) => Origin::Downstream,
+            BadRequest(_) | Unauthorized | RequestTooLarge(_) | RequestTimeout(_) => {
+                Origin::Downstream
+            }
             UpstreamUnreachable(_)
             | UpstreamTimeout(_)
             | ResponseTooLarge(_)
             | UpstreamBody(_)
             | Unscannable(_) => Origin::Upstream,
             Overloaded(_) | Scan(_) | Internal(_) => Origin::Internal,
-            Blocked { .. } | IngestRejected { .. } => Origin::Policy,
+            Blocked { .. } | IngestRejected { .. } | SnapshotRefused => Origin::Policy,
         }
     }
 
@@ -96,12 +105,13 @@ impl ProxyError {
             BadRequest(_) => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
             RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnreachable(_) | ResponseTooLarge(_) | UpstreamBody(_) | Unscannable(_) => {
                 StatusCode::BAD_GATEWAY
             }
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Overloaded(_) | Scan(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Blocked { .. } | IngestRejected { .. } => StatusCode::FORBIDDEN,
+            Blocked { .. } | IngestRejected { .. } | SnapshotRefused => StatusCode::FORBIDDEN,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +123,7 @@ impl ProxyError {
             BadRequest(_) => "bad_request",
             Unauthorized => "unauthorized",
             RequestTooLarge(_) => "request_too_large",
+            RequestTimeout(_) => "request_timeout",
             UpstreamUnreachable(_) => "upstream_unreachable",
             UpstreamTimeout(_) => "upstream_timeout",
             ResponseTooLarge(_) => "response_too_large",
@@ -122,6 +133,7 @@ impl ProxyError {
             Scan(_) => "scan_failed",
             Blocked { .. } => "blocked",
             IngestRejected { .. } => "ingest_rejected",
+            SnapshotRefused => "snapshot_refused",
             Internal(_) => "internal",
         }
     }

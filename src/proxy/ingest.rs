@@ -179,7 +179,7 @@ pub fn plan(
         ..Plan::default()
     };
     let refuse = |e: &Entry, d: &PointDecision| ProxyError::IngestRejected {
-        id: e.id.to_string(),
+        id: crate::wrap::attribute_value(&e.id.to_string()),
         reasons: d.reasons.join(", "),
     };
     for (e, d) in entries.iter().zip(&decisions) {

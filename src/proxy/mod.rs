@@ -28,6 +28,7 @@
 //! The proxy's own routes live under `/_ragwall/` (`healthz`, `metrics`), a prefix Qdrant
 //! never uses. The request flow is in `phases.rs`.
 
+pub mod bignum;
 pub mod config;
 pub mod errors;
 pub mod ingest;
@@ -143,6 +144,9 @@ impl Proxy {
             .route("/_ragwall/healthz", get(healthz))
             .route("/_ragwall/metrics", get(metrics_route))
             .fallback(phases::handle)
+            .layer(axum::middleware::map_response(
+                crate::http::listen::close_after_refusal,
+            ))
             .with_state(self)
     }
 }
@@ -165,13 +169,15 @@ async fn metrics_route(
         .into_response()
 }
 
-/// Serves `proxy` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves `proxy` on `listener` until `shutdown` resolves, then drains in-flight requests for at
+/// most `[proxy] shutdown_grace_secs`. Connection limits and timeouts are `[proxy.connections]`
+/// (see [`crate::http::listen`]).
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, proxy.router())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = proxy.cfg.connections.clone();
+    let grace = std::time::Duration::from_secs(proxy.cfg.shutdown_grace_secs);
+    crate::http::listen::serve(listener, None, proxy.router(), limits, grace, shutdown).await
 }

@@ -19,13 +19,14 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value};
 use tracing::{Instrument, instrument};
 
 use crate::chunk::ChunkId;
+use crate::http::listen::BodyError;
 use crate::policy::Action;
 use crate::proxy::Proxy;
+use crate::proxy::bignum;
 use crate::proxy::config::IngestPolicy;
 use crate::proxy::errors::{ProxyError, qdrant_error_body};
 use crate::proxy::route::{self, Target};
@@ -38,14 +39,20 @@ pub struct Ctx {
     pub request_id: String,
     pub start: Instant,
     pub method: Method,
-    pub route: String,
+    pub route: &'static str,
     pub target: Option<Target>,
     pub points: usize,
     pub scanned: usize,
     pub stamped: usize,
     pub quarantined: usize,
     pub tagged: usize,
+    /// Groups and facet values removed (their text was quarantined, or every hit was).
+    pub groups_removed: usize,
+    pub values_removed: usize,
     pub ingest_flagged: usize,
+    /// Actions of the scanned upsert's points, counted in metrics once Qdrant accepted the write
+    /// (so a client cannot grow the `collection` label with names Qdrant does not have).
+    pub ingest_actions: Vec<Action>,
     pub fail_open: Option<&'static str>,
     pub error: Option<&'static str>,
 }
@@ -70,7 +77,10 @@ impl Ctx {
             stamped: 0,
             quarantined: 0,
             tagged: 0,
+            groups_removed: 0,
+            values_removed: 0,
             ingest_flagged: 0,
+            ingest_actions: Vec::new(),
             fail_open: None,
             error: None,
         }
@@ -88,6 +98,8 @@ struct Forward {
     path_and_query: String,
     headers: HeaderMap,
     body: Bytes,
+    /// Stream the response through unscanned (an allowed snapshot download).
+    stream: bool,
 }
 
 /// The fallback handler: every request that is not one of the proxy's own routes.
@@ -120,18 +132,17 @@ async fn request_filter(p: &Proxy, ctx: &mut Ctx, req: Request) -> Result<Forwar
     let target = route::canonicalize(&parts.method, parts.uri.path(), parts.uri.query())
         .map_err(ProxyError::BadRequest)?;
     ctx.route = metrics::route_label(&target.path);
+    if target.snapshot_download && !p.cfg.allow_snapshots {
+        return Err(ProxyError::SnapshotRefused);
+    }
     let limit = p.upstream.max_body();
-    let body = Limited::new(body, limit)
-        .collect()
+    let body = crate::http::listen::read_body(body, limit, &p.cfg.connections)
         .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ProxyError::RequestTooLarge(limit)
-            } else {
-                ProxyError::BadRequest(format!("cannot read request body: {e}"))
-            }
-        })?
-        .to_bytes();
+        .map_err(|e| match e {
+            BodyError::TooLarge(max) => ProxyError::RequestTooLarge(max),
+            BodyError::Timeout(secs) => ProxyError::RequestTimeout(secs),
+            BodyError::Read(e) => ProxyError::BadRequest(format!("cannot read request body: {e}")),
+        })?;
     let mut headers = parts.headers;
     if !headers.contains_key("x-request-id")
         && let Ok(v) = HeaderValue::from_str(&ctx.request_id)
@@ -143,6 +154,7 @@ async fn request_filter(p: &Proxy, ctx: &mut Ctx, req: Request) -> Result<Forwar
         path_and_query: target.path_and_query(),
         headers,
         body,
+        stream: target.snapshot_download,
     };
     if let Some(write) = target.write
         && p.cfg.ingest.policy != IngestPolicy::Off
@@ -177,9 +189,7 @@ async fn ingest_phase(
     .await
     .map_err(|e| ProxyError::Internal(format!("scan task: {e}")))??;
     let coll = target.collection.as_deref().unwrap_or("");
-    for (a, _) in &plan.decisions {
-        p.metrics.ingest(coll, *a);
-    }
+    ctx.ingest_actions = plan.decisions.iter().map(|(a, _)| *a).collect();
     ctx.ingest_flagged = plan.flagged;
     if let Some(q) = plan.quarantine {
         let qpath = format!(
@@ -195,7 +205,7 @@ async fn ingest_phase(
         );
         let resp = p
             .upstream
-            .send(Method::PUT, &qpath, headers, Bytes::from(q))
+            .send(Method::PUT, &qpath, headers, Bytes::from(q), false)
             .await?;
         if !resp.status.is_success() {
             return Err(ProxyError::UpstreamBody(format!(
@@ -214,12 +224,14 @@ async fn ingest_phase(
 #[instrument(skip_all)]
 async fn upstream_phase(p: &Proxy, fwd: Forward) -> Result<UpstreamResponse, ProxyError> {
     p.upstream
-        .send(fwd.method, &fwd.path_and_query, fwd.headers, fwd.body)
+        .send(
+            fwd.method,
+            &fwd.path_and_query,
+            fwd.headers,
+            fwd.body,
+            fwd.stream,
+        )
         .await
-}
-
-fn is_json_type(headers: &HeaderMap) -> bool {
-    upstream::media_type(headers).is_none_or(|t| t == "application/json" || t.ends_with("+json"))
 }
 
 /// The upstream response as it came. `content-length` is set from the body, except for an empty
@@ -281,18 +293,37 @@ async fn inspect(
         return Ok(None);
     }
     let decoded = upstream::decode(headers, raw, p.upstream.max_body())?;
-    let mut doc: Value = match serde_json::from_slice(&decoded) {
+    // Whether a body is scanned depends on the route and the body, never on its content type:
+    // a collection route answers JSON (a BOM is tolerated, as clients tolerate it), and anything
+    // else there cannot be passed on as scanned.
+    let json = decoded.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&decoded);
+    // Integers beyond 64 bits would come back as floats after a rewrite (see bignum.rs).
+    let marker = format!("\u{E000}rw{}:", &crate::wrap::new_nonce()[..8]);
+    let protected = bignum::protect(json, &marker);
+    let mut doc: Value = match serde_json::from_slice(protected.as_deref().unwrap_or(json)) {
         Ok(v) => v,
-        Err(e) if is_json_type(headers) => {
-            return Err(ProxyError::Unscannable(format!("invalid JSON: {e}")));
+        Err(e) if ctx.target.as_ref().is_none_or(Target::may_carry_points) => {
+            return Err(ProxyError::Unscannable(format!("not JSON: {e}")));
         }
-        // Not JSON and not said to be: it carries no point payloads.
+        // Not a collection route and not JSON (`/metrics`, `/healthz`…): no point payloads.
         Err(_) => return Ok(None),
     };
     let refs = shape::find_points(&doc);
-    if refs.is_empty() {
+    let loose = shape::find_loose(&doc);
+    if refs.is_empty() && loose.is_empty() {
         return Ok(None);
     }
+    // Group ids and facet values that read as text are scanned like payload text.
+    let loose_texts: Vec<(usize, String)> = loose
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            l.text
+                .as_ref()
+                .filter(|t| crate::proxy::payload::key_reads_as_text(t))
+                .map(|t| (i, t.clone()))
+        })
+        .collect();
     ctx.points = refs.len();
     let points: Vec<(ChunkId, Map<String, Value>)> = refs
         .iter()
@@ -301,11 +332,14 @@ async fn inspect(
             let id = match v.get("id") {
                 Some(Value::Number(n)) => ChunkId::Num(n.clone()),
                 Some(Value::String(s)) => ChunkId::Str(s.clone()),
-                _ => ChunkId::Str("?".into()),
+                Some(other) => ChunkId::Str(other.to_string()),
+                None => ChunkId::Str("?".into()),
             };
+            // A payload that is not an object is scanned as the one field `payload`.
             let payload = match v.get("payload") {
                 Some(Value::Object(m)) => m.clone(),
-                _ => Map::new(),
+                Some(other) => Map::from_iter([("payload".to_owned(), other.clone())]),
+                None => Map::new(),
             };
             (id, payload)
         })
@@ -313,10 +347,17 @@ async fn inspect(
     let scanner = p.scanner.clone();
     let collection = ctx.collection().map(str::to_owned);
     let started = Instant::now();
-    let decisions = tokio::task::spawn_blocking(move || {
+    let n_loose = loose.len();
+    let (decisions, loose_actions) = tokio::task::spawn_blocking(move || {
         let refs: Vec<(ChunkId, &Map<String, Value>)> =
             points.iter().map(|(id, m)| (id.clone(), m)).collect();
-        scanner.decide(collection.as_deref(), &refs, true)
+        let decisions = scanner.decide(collection.as_deref(), &refs, true)?;
+        let mut actions = vec![Action::Allow; n_loose];
+        let judged = scanner.judge_texts(collection.as_deref(), &loose_texts)?;
+        for ((i, _), a) in loose_texts.iter().zip(judged) {
+            actions[*i] = a;
+        }
+        Ok::<_, crate::firewall::FirewallError>((decisions, actions))
     })
     .await
     .map_err(|e| ProxyError::Internal(format!("scan task: {e}")))??;
@@ -333,15 +374,33 @@ async fn inspect(
             ctx.scanned += 1;
         }
     }
+    // The refusal names what was blocked without quoting it: an id or a group id is payload
+    // data and may be the attack itself (it reaches the client and the log only in the restricted
+    // form envelope attributes use).
     if let Some(d) = decisions.iter().find(|d| d.action == Action::Block) {
         return Err(ProxyError::Blocked {
-            id: d.id.to_string(),
+            id: crate::wrap::attribute_value(&d.id.to_string()),
             reasons: d.reasons.join(", "),
+        });
+    }
+    if let Some(i) = loose_actions.iter().position(|a| *a == Action::Block) {
+        let what = match loose[i].kind {
+            shape::LooseKind::Group => "group id",
+            shape::LooseKind::FacetValue => "facet value",
+        };
+        return Err(ProxyError::Blocked {
+            id: format!(
+                "{what} {}",
+                crate::wrap::attribute_value(loose[i].text.as_deref().unwrap_or(""))
+            ),
+            reasons: "score".into(),
         });
     }
     let mut headers = headers.clone();
     let wrap = p.wrap_with();
-    if !rewrite::needs_rewrite(&decisions, wrap.is_some()) {
+    if !rewrite::needs_rewrite(&decisions, wrap.is_some())
+        && !loose_actions.iter().any(|a| *a >= Action::Quarantine)
+    {
         mark(&mut headers, ctx, None);
         return Ok(Some(pass(status, headers, raw.clone())));
     }
@@ -351,9 +410,12 @@ async fn inspect(
         collection: ctx.collection(),
         wrap: wrap.clone(),
     };
-    let out = rewrite::apply(&mut doc, &refs, &decisions, &rw);
+    let mut out = rewrite::apply(&mut doc, &refs, &decisions, &rw);
+    rewrite::prune_loose(&mut doc, &loose, &loose_actions, &mut out);
     ctx.quarantined = out.quarantined;
     ctx.tagged = out.tagged;
+    ctx.groups_removed = out.groups_removed;
+    ctx.values_removed = out.values_removed;
     mark(&mut headers, ctx, wrap.as_ref().map(|w| w.nonce.as_str()));
     headers.remove(header::CONTENT_ENCODING);
     headers.insert(
@@ -363,7 +425,7 @@ async fn inspect(
     if out.result_removed {
         let id = decisions
             .first()
-            .map(|d| d.id.to_string())
+            .map(|d| crate::wrap::attribute_value(&d.id.to_string()))
             .unwrap_or_default();
         let body = qdrant_error_body(
             &format!("Not found: Point with id {id} is quarantined by ragwall"),
@@ -375,7 +437,10 @@ async fn inspect(
             Bytes::from(body),
         )));
     }
-    let body = serde_json::to_vec(&doc).map_err(|e| ProxyError::Internal(e.to_string()))?;
+    let mut body = serde_json::to_vec(&doc).map_err(|e| ProxyError::Internal(e.to_string()))?;
+    if protected.is_some() {
+        body = bignum::restore(&body, &marker).into_owned();
+    }
     Ok(Some(pass(status, headers, Bytes::from(body))))
 }
 
@@ -388,6 +453,8 @@ fn mark(headers: &mut HeaderMap, ctx: &Ctx, nonce: Option<&str>) {
     };
     set("x-ragwall-quarantined", ctx.quarantined.to_string());
     set("x-ragwall-tagged", ctx.tagged.to_string());
+    set("x-ragwall-groups-removed", ctx.groups_removed.to_string());
+    set("x-ragwall-values-removed", ctx.values_removed.to_string());
     set("x-ragwall-scanned", ctx.scanned.to_string());
     set("x-ragwall-stamped", ctx.stamped.to_string());
     set("x-request-id", ctx.request_id.clone());
@@ -399,13 +466,19 @@ fn mark(headers: &mut HeaderMap, ctx: &Ctx, nonce: Option<&str>) {
 fn logging(p: &Proxy, ctx: &Ctx, resp: &Response) {
     let elapsed = ctx.start.elapsed();
     p.metrics.request(
-        &ctx.route,
-        ctx.method.as_str(),
+        ctx.route,
+        crate::http::method_label(&ctx.method),
         resp.status().as_u16(),
         elapsed,
     );
     if let Some(kind) = ctx.error {
         p.metrics.error(kind);
+    }
+    if resp.status().is_success() {
+        let coll = ctx.collection().unwrap_or("");
+        for a in &ctx.ingest_actions {
+            p.metrics.ingest(coll, *a);
+        }
     }
     tracing::info!(
         status = resp.status().as_u16(),

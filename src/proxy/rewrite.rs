@@ -11,6 +11,10 @@
 //!   (`wrap.rs`), built from the sanitized text; one nonce per response, sent in
 //!   `x-ragwall-wrap-nonce`.
 //!
+//! - groups and facet values ([`prune_loose`]): a group whose id or a facet hit whose value was
+//!   quarantined is removed, and so is a group whose hits were all quarantined (an empty group
+//!   would still hand its id, a payload value, to the client).
+//!
 //! Block is not handled here: it refuses the whole response before any rewriting.
 
 use serde_json::{Value, json};
@@ -18,7 +22,7 @@ use serde_json::{Value, json};
 use crate::policy::Action;
 use crate::proxy::payload::{self, Step};
 use crate::proxy::scan::PointDecision;
-use crate::proxy::shape::{self, PointRef};
+use crate::proxy::shape::{self, LooseKind, LooseRef, PointRef};
 use crate::stamp::PAYLOAD_KEY;
 use crate::wrap::{WrapItem, WrapMode, wrap};
 
@@ -47,11 +51,45 @@ pub struct Outcome {
     pub wrapped: usize,
     /// The response's `result` itself was a quarantined point.
     pub result_removed: bool,
+    /// Groups removed: their id was quarantined, or every hit was.
+    pub groups_removed: usize,
+    /// Facet hits removed: their value was quarantined.
+    pub values_removed: usize,
 }
 
 impl Outcome {
     pub fn changed(&self) -> bool {
-        self.quarantined + self.tagged + self.wrapped > 0
+        self.quarantined + self.tagged + self.wrapped + self.groups_removed + self.values_removed
+            > 0
+    }
+}
+
+/// Removes the groups and facet hits (`loose`, with one action each, same order) that must not
+/// reach the client. Runs after [`apply`], which may have emptied groups.
+pub fn prune_loose(doc: &mut Value, loose: &[LooseRef], actions: &[Action], out: &mut Outcome) {
+    for (l, a) in loose.iter().zip(actions).rev() {
+        let flagged = *a >= Action::Quarantine;
+        let emptied = l.kind == LooseKind::Group
+            && l.had_hits
+            && matches!(
+                shape::get(doc, &l.steps).and_then(|g| g.get("hits")),
+                Some(Value::Array(h)) if h.is_empty()
+            );
+        if !(flagged || emptied) {
+            continue;
+        }
+        let Some((Step::Index(i), parent)) = l.steps.split_last() else {
+            continue;
+        };
+        if let Some(Value::Array(arr)) = shape::get_mut(doc, parent)
+            && *i < arr.len()
+        {
+            arr.remove(*i);
+            match l.kind {
+                LooseKind::Group => out.groups_removed += 1,
+                LooseKind::FacetValue => out.values_removed += 1,
+            }
+        }
     }
 }
 
@@ -85,6 +123,12 @@ pub fn apply(
                     continue;
                 };
                 let Some(Value::Object(payload)) = point.get_mut("payload") else {
+                    // A payload that is not an object (no Qdrant sends one) cannot carry a tag
+                    // or an envelope: a decision that needs either removes the point instead.
+                    if d.action == Action::Tag || (rw.wrap.is_some() && d.action.passes()) {
+                        out.quarantined += 1;
+                        remove(doc, r, &mut out);
+                    }
                     continue;
                 };
                 if let Some(w) = &rw.wrap {
@@ -202,6 +246,45 @@ mod tests {
                 {"id": "a", "hits": [{"id": 1, "score": 0.9, "payload": {"t": "x"}}]},
                 {"id": "b", "hits": []}]}, "status": "ok", "time": 0.1})
         );
+    }
+
+    #[test]
+    fn emptied_and_flagged_groups_and_flagged_facet_values_are_removed() {
+        let mut doc = json!({"result": {"groups": [
+            {"id": "a", "hits": [{"id": 1, "payload": {"t": "x"}}]},
+            {"id": "b", "hits": [{"id": 2, "payload": {"t": "y"}}]},
+            {"id": "c", "hits": [{"id": 3, "payload": {"t": "z"}}]},
+            {"id": "d", "hits": []}]}});
+        let refs = find_points(&doc);
+        let loose = shape::find_loose(&doc);
+        let ds = [
+            decision(1, Action::Allow),
+            decision(2, Action::Quarantine),
+            decision(3, Action::Allow),
+        ];
+        let mut out = apply(&mut doc, &refs, &ds, &rw());
+        let actions = [
+            Action::Allow,
+            Action::Allow,
+            Action::Quarantine,
+            Action::Allow,
+        ];
+        prune_loose(&mut doc, &loose, &actions, &mut out);
+        assert_eq!((out.groups_removed, out.quarantined), (2, 1));
+        // "d" had no hits upstream (with_payload: false hits are not points): it stays.
+        assert_eq!(
+            doc,
+            json!({"result": {"groups": [
+                {"id": "a", "hits": [{"id": 1, "payload": {"t": "x"}}]},
+                {"id": "d", "hits": []}]}})
+        );
+        let mut f =
+            json!({"result": {"hits": [{"value": "a", "count": 2}, {"value": "b", "count": 1}]}});
+        let loose = shape::find_loose(&f);
+        let mut out = Outcome::default();
+        prune_loose(&mut f, &loose, &[Action::Quarantine, Action::Tag], &mut out);
+        assert_eq!(out.values_removed, 1);
+        assert_eq!(f, json!({"result": {"hits": [{"value": "b", "count": 1}]}}));
     }
 
     #[test]

@@ -52,9 +52,18 @@ pub struct Target {
     /// Decoded collection name from `/collections/{c}/…`.
     pub collection: Option<String>,
     pub write: Option<Write>,
+    /// A snapshot download (`GET …/snapshots/{name}`): a file holding every payload of a
+    /// collection, which the proxy cannot scan; refused unless `allow_snapshots`, then streamed.
+    pub snapshot_download: bool,
 }
 
 impl Target {
+    /// Whether a response to this path may carry points (every collection route but snapshot
+    /// downloads): such a response must be JSON, or it is not passed on as scanned.
+    pub fn may_carry_points(&self) -> bool {
+        self.collection.is_some() && !self.snapshot_download
+    }
+
     pub fn path_and_query(&self) -> String {
         match &self.query {
             Some(q) => format!("{}?{q}", self.path),
@@ -101,11 +110,23 @@ pub fn canonicalize(
         }
         _ => None,
     };
+    let n = segs.len();
+    // `…/snapshots/{name}` (collection, shard and full snapshots) and `…/shards/{id}/snapshot`
+    // (a shard snapshot made and streamed on the fly).
+    let snapshot_download = method == http::Method::GET
+        && n >= 2
+        && ((segs[n - 2].eq_ignore_ascii_case("snapshots")
+            && !segs[n - 1].eq_ignore_ascii_case("recover")
+            && !segs[n - 1].eq_ignore_ascii_case("upload"))
+            || (segs[n - 1].eq_ignore_ascii_case("snapshot")
+                && n >= 3
+                && segs[n - 3].eq_ignore_ascii_case("shards")));
     Ok(Target {
         path: canonical,
         query: query.map(str::to_owned),
         collection,
         write,
+        snapshot_download,
     })
 }
 
@@ -141,6 +162,30 @@ mod tests {
             "/collections/my%20c"
         );
         assert_eq!(t(Method::GET, "").path, "/");
+    }
+
+    #[test]
+    fn snapshot_downloads_are_recognized() {
+        for p in [
+            "/collections/docs/snapshots/docs-1.snapshot",
+            "/collections/docs/shards/0/snapshots/s.snapshot",
+            "/snapshots/full.snapshot",
+            "/collections/docs/SNAPSHOTS/x",
+            "/collections/docs/shards/0/snapshot",
+        ] {
+            assert!(t(Method::GET, p).snapshot_download, "{p}");
+        }
+        for (m, p) in [
+            (Method::GET, "/collections/docs/snapshots"),
+            (Method::POST, "/collections/docs/snapshots/upload"),
+            (Method::PUT, "/collections/docs/snapshots/recover"),
+            (Method::DELETE, "/collections/docs/snapshots/x"),
+            (Method::GET, "/collections/docs/points/1"),
+        ] {
+            assert!(!t(m.clone(), p).snapshot_download, "{m} {p}");
+        }
+        assert!(t(Method::GET, "/collections/docs/points/1").may_carry_points());
+        assert!(!t(Method::GET, "/telemetry").may_carry_points());
     }
 
     #[test]

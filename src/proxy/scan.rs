@@ -2,7 +2,10 @@
 //!
 //! Each text field of a point is one [`Chunk`] (source = the field's path), so a verdict's spans
 //! and the wrapped text are per field; the point's action is the strictest of its fields', its
-//! score the highest, its reasons the union. Synchronous and CPU-bound: callers run it on a
+//! score the highest, its reasons the union. A field longer than `[limits] max_chunk_bytes` is
+//! scanned in overlapping pieces; a point's fields are scanned up to `[proxy]
+//! max_point_text_bytes` in all, and a point with more text gets `on_error` (reason
+//! `limit.point_text_bytes`) — that point, not the whole response. Synchronous and CPU-bound: callers run it on a
 //! blocking thread.
 
 use std::collections::HashMap;
@@ -15,7 +18,7 @@ use crate::firewall::{Firewall, FirewallError};
 use crate::normalize::{NormalizeOptions, normalize};
 use crate::policy::Action;
 use crate::proxy::config::ProxyConfig;
-use crate::proxy::payload::{FieldPath, TextField, text_fields};
+use crate::proxy::payload::{FieldPath, TextField, phrase_keys, text_fields};
 use crate::stamp::{self, Expected, Mismatch, Stamp, StampKey};
 
 /// How one point was judged.
@@ -38,10 +41,68 @@ pub struct PointDecision {
     pub sha256: String,
 }
 
+/// What of a payload is scanned and hashed: its text fields, and its keys that read as text.
+fn point_fields(
+    payload: &Map<String, Value>,
+    paths: &[FieldPath],
+    skip_key: Option<&str>,
+) -> Vec<TextField> {
+    let mut fields = text_fields(payload, paths, skip_key);
+    fields.extend(phrase_keys(payload, skip_key));
+    fields
+}
+
+/// Bytes shared by consecutive pieces of a long field, so that an instruction cut by a piece
+/// boundary is whole in one of them.
+const PIECE_OVERLAP: usize = 2048;
+
+/// The largest char boundary of `s` at or below `i`.
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// `text` cut into pieces of at most `max` bytes (at char boundaries, preferring whitespace),
+/// each starting `overlap` bytes before the previous one ended.
+fn pieces(text: &str, max: usize, overlap: usize) -> Vec<&str> {
+    if text.len() <= max {
+        return vec![text];
+    }
+    let overlap = overlap.min(max / 4);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = floor_char_boundary(text, (start + max).min(text.len()));
+        if end < text.len()
+            && let Some(ws) = text[start..end].rfind(char::is_whitespace)
+            && ws > max / 2
+        {
+            end = start + ws;
+        }
+        if end <= start {
+            end = (start + 1..=text.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(text.len());
+        }
+        out.push(&text[start..end]);
+        if end == text.len() {
+            break;
+        }
+        start = floor_char_boundary(text, end.saturating_sub(overlap)).max(start + 1);
+        start = (start..=text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+    }
+    out
+}
+
 /// Turns payloads into decisions.
 #[derive(Debug, Clone)]
 pub struct Scanner {
     fw: Arc<Firewall>,
+    max_point_text_bytes: usize,
     key: Option<StampKey>,
     trust_stamps: bool,
     want_sanitized: bool,
@@ -67,6 +128,7 @@ impl Scanner {
         }
         Ok(Scanner {
             fw,
+            max_point_text_bytes: cfg.max_point_text_bytes,
             key,
             trust_stamps: cfg.trust_stamps,
             want_sanitized: cfg.wrap,
@@ -112,7 +174,7 @@ impl Scanner {
         let mut chunks: Vec<Chunk> = Vec::new();
         let mut owner: Vec<(usize, usize)> = Vec::new();
         for (pi, (id, payload)) in points.iter().enumerate() {
-            let clean = text_fields(payload, paths, Some(stamp::PAYLOAD_KEY));
+            let clean = point_fields(payload, paths, Some(stamp::PAYLOAD_KEY));
             let sha256 = stamp::content_sha256(clean.iter().map(|f| (&*f.path, &*f.text)));
             let mut mismatch = None;
             if let Some(raw) = payload.get(stamp::PAYLOAD_KEY)
@@ -151,25 +213,41 @@ impl Scanner {
             // Unstamped, or a stamp we do not trust: everything in the payload is data, the
             // `ragwall` key included.
             let fields = if payload.contains_key(stamp::PAYLOAD_KEY) {
-                text_fields(payload, paths, None)
+                point_fields(payload, paths, None)
             } else {
                 clean
             };
+            // Long fields are scanned in pieces, like any long chunk, up to the point's text
+            // budget; text beyond it is unscanned and the point alone gets `on_error`.
+            let max_piece = self.fw.limits().max_chunk_bytes;
+            let mut budget = self.max_point_text_bytes;
+            let mut over_budget = false;
             for (fi, f) in fields.iter().enumerate() {
-                chunks.push(Chunk {
-                    id: id.clone(),
-                    text: f.text.clone(),
-                    collection: collection.map(str::to_owned),
-                    source: Some(f.path.clone()),
-                    metadata: None,
-                });
-                owner.push((pi, fi));
+                let take = floor_char_boundary(&f.text, budget.min(f.text.len()));
+                over_budget |= take < f.text.len();
+                budget -= take;
+                for piece in pieces(&f.text[..take], max_piece, PIECE_OVERLAP) {
+                    chunks.push(Chunk {
+                        id: id.clone(),
+                        text: piece.to_owned(),
+                        collection: collection.map(str::to_owned),
+                        source: Some(f.path.clone()),
+                        metadata: None,
+                    });
+                    owner.push((pi, fi));
+                }
+            }
+            let mut reasons = Vec::new();
+            let mut action = Action::Allow;
+            if over_budget {
+                action = self.fw.policy().on_error;
+                reasons.push("limit.point_text_bytes".to_owned());
             }
             out.push(PointDecision {
                 id: id.clone(),
-                action: Action::Allow,
+                action,
                 score: 0.0,
-                reasons: Vec::new(),
+                reasons,
                 stamped: false,
                 stamp_mismatch: mismatch,
                 sanitized: vec![None; fields.len()],
@@ -189,8 +267,36 @@ impl Scanner {
                         d.reasons.push(r.code);
                     }
                 }
-                d.sanitized[fi] = v.sanitized;
+                d.sanitized[fi] = match d.sanitized[fi].take() {
+                    // A field scanned in pieces: its text for the LLM is the whole field's.
+                    Some(_) => Some(normalize(&d.fields[fi].text, &self.normalize).sanitized),
+                    None => v.sanitized,
+                };
             }
+        }
+        Ok(out)
+    }
+
+    /// Judges loose texts of a response (group ids, facet values: payload values returned outside
+    /// any point), one action each, in order. Fails as a whole when the firewall does.
+    pub fn judge_texts(
+        &self,
+        collection: Option<&str>,
+        texts: &[(usize, String)],
+    ) -> Result<Vec<Action>, FirewallError> {
+        let chunks: Vec<Chunk> = texts
+            .iter()
+            .map(|(i, t)| Chunk {
+                id: ChunkId::from(*i as u64),
+                text: t.clone(),
+                collection: collection.map(str::to_owned),
+                source: None,
+                metadata: None,
+            })
+            .collect();
+        let mut out = Vec::with_capacity(chunks.len());
+        for batch in chunks.chunks(self.fw.limits().max_chunks_per_call.max(1)) {
+            out.extend(self.fw.inspect(batch)?.into_iter().map(|v| v.action));
         }
         Ok(out)
     }
@@ -208,5 +314,30 @@ impl Scanner {
             )
             .to_value(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_text_with_overlap_at_char_boundaries() {
+        let text = "héllo wörld ".repeat(5000);
+        let ps = pieces(&text, 4096, 256);
+        assert!(ps.len() > 10);
+        assert!(ps.iter().all(|p| p.len() <= 4096));
+        // Every byte is in some piece, and consecutive pieces share their edges.
+        let mut covered = 0;
+        for p in &ps {
+            let start = p.as_ptr() as usize - text.as_ptr() as usize;
+            assert!(start <= covered, "gap before byte {covered}");
+            covered = covered.max(start + p.len());
+        }
+        assert_eq!(covered, text.len());
+        assert_eq!(pieces("short", 4096, 256), vec!["short"]);
+        // No whitespace at all still splits.
+        let solid = "ж".repeat(10_000);
+        assert!(pieces(&solid, 1000, 100).iter().all(|p| p.len() <= 1000));
     }
 }

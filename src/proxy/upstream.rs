@@ -58,7 +58,6 @@ pub struct Upstream {
     prefix: String,
     timeout: Duration,
     max_body: usize,
-    stream_types: Vec<String>,
 }
 
 impl Upstream {
@@ -96,21 +95,18 @@ impl Upstream {
             prefix,
             timeout: Duration::from_secs(cfg.upstream_timeout_secs),
             max_body: cfg.max_body_bytes,
-            stream_types: cfg
-                .stream_content_types
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect(),
         })
     }
 
-    /// Sends one request; buffers the response body unless its content type is streamed.
+    /// Sends one request; buffers the response body unless `stream` (snapshot downloads, which
+    /// the caller decided from the route, never from what the upstream says the body is).
     pub async fn send(
         &self,
         method: Method,
         path_and_query: &str,
         mut headers: HeaderMap,
         body: Bytes,
+        stream: bool,
     ) -> Result<UpstreamResponse, ProxyError> {
         strip_hop_by_hop(&mut headers);
         headers.remove(header::HOST);
@@ -139,7 +135,7 @@ impl Upstream {
             let (parts, incoming) = resp.into_parts();
             let mut headers = parts.headers;
             strip_hop_by_hop(&mut headers);
-            if self.streamed(&headers) {
+            if stream {
                 return Ok(UpstreamResponse {
                     status: parts.status,
                     headers,
@@ -166,13 +162,6 @@ impl Upstream {
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| ProxyError::UpstreamTimeout(self.timeout))?
-    }
-
-    fn streamed(&self, headers: &HeaderMap) -> bool {
-        let Some(ct) = media_type(headers) else {
-            return false;
-        };
-        self.stream_types.contains(&ct)
     }
 
     pub fn max_body(&self) -> usize {

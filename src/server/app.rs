@@ -224,6 +224,7 @@ impl App {
             .routes(routes!(handlers::guard))
             .route_layer(from_fn_with_state(self.clone(), middleware::deadline))
             .route_layer(from_fn_with_state(self.clone(), middleware::concurrency))
+            .route_layer(from_fn_with_state(self.clone(), middleware::read_body))
             .route_layer(from_fn_with_state(self.clone(), middleware::ready))
             .route_layer(DefaultBodyLimit::max(cfg.max_body_bytes))
             .routes(routes!(handlers::model));
@@ -257,6 +258,9 @@ impl App {
             .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(from_fn_with_state(self.clone(), middleware::track))
             .layer(from_fn(middleware::request_id))
+            .layer(axum::middleware::map_response(
+                crate::http::listen::close_after_refusal,
+            ))
             .with_state(self.clone())
     }
 }

@@ -19,8 +19,14 @@
 //!   stable codes (their human details may quote the text).
 //!
 //! On start the log is opened for append and the chain continues from its last line. A last line
-//! without a newline (a torn write) or that is not an audit record refuses to start: the operator
-//! decides what happened before anything is appended to a log that no longer verifies.
+//! without a newline (a torn write, e.g. power lost mid-write) or that is not an audit record is
+//! never appended to and never altered: the file is renamed, byte for byte intact, to
+//! `<path>.torn-<unix seconds>` (the new segment's name and the reason are logged and returned by
+//! [`AuditLog::opened`]), and a new segment starts at `<path>` from [`GENESIS`]. The service keeps
+//! its audit trail instead of refusing to start; the operator inspects the kept file.
+//!
+//! [`AuditLog::close`] ends the log: the head it returns is final, later writes fail (and the
+//! requests that needed them fail closed).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -67,13 +73,10 @@ pub enum AuditError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "audit log {0}: the last line is incomplete or not an audit record; inspect it (ragwall \
-         audit verify) and move the file away before starting again"
-    )]
-    BadTail(PathBuf),
     #[error("audit log lock poisoned")]
     Poisoned,
+    #[error("audit log {0} is closed (the service is stopping)")]
+    Closed(PathBuf),
 }
 
 /// Whether a verdict is written to the audit log.
@@ -82,7 +85,7 @@ pub fn is_audited(v: &Verdict) -> bool {
 }
 
 struct Chain {
-    file: File,
+    file: Option<File>,
     prev: String,
     seq: u64,
 }
@@ -92,6 +95,7 @@ pub struct AuditLog {
     path: PathBuf,
     fsync: bool,
     chain: Mutex<Chain>,
+    kept: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -112,31 +116,82 @@ pub struct Entry<'a> {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log and continues its chain.
+    /// Opens (or creates) the log and continues its chain; a damaged tail starts a new segment
+    /// (see the module documentation).
     pub fn open(path: &Path, fsync: bool) -> Result<Self, AuditError> {
         let io = |source| AuditError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)
-            .map_err(io)?;
-        let (prev, seq) = match last_line(&mut file).map_err(io)? {
-            None => (GENESIS.to_owned(), 0),
-            Some(line) => {
-                let rec: AuditRecord = serde_json::from_slice(&line)
-                    .map_err(|_| AuditError::BadTail(path.to_owned()))?;
-                (hex::encode(Sha256::digest(&line)), rec.seq)
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(path)
+        };
+        let mut file = open().map_err(io)?;
+        let tail = last_line(&mut file).map_err(io)?;
+        let chained = match &tail {
+            None => Some((GENESIS.to_owned(), 0)),
+            Some(line) => serde_json::from_slice::<AuditRecord>(line)
+                .ok()
+                .map(|rec| (hex::encode(Sha256::digest(line)), rec.seq)),
+        };
+        let (prev, seq, kept) = match chained {
+            Some((prev, seq)) => (prev, seq, None),
+            None => {
+                drop(file);
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let mut kept = PathBuf::from(format!("{}.torn-{secs}", path.display()));
+                let mut n = 1;
+                while kept.exists() {
+                    kept = PathBuf::from(format!("{}.torn-{secs}-{n}", path.display()));
+                    n += 1;
+                }
+                std::fs::rename(path, &kept).map_err(io)?;
+                tracing::error!(
+                    path = %path.display(),
+                    kept = %kept.display(),
+                    "audit log: the last line is incomplete or not an audit record; the file was \
+                     kept unchanged under a new name and a new segment starts (inspect it with \
+                     ragwall audit verify)"
+                );
+                file = open().map_err(io)?;
+                (GENESIS.to_owned(), 0, Some(kept))
             }
         };
         Ok(AuditLog {
             path: path.to_owned(),
             fsync,
-            chain: Mutex::new(Chain { file, prev, seq }),
+            chain: Mutex::new(Chain {
+                file: Some(file),
+                prev,
+                seq,
+            }),
+            kept,
         })
+    }
+
+    /// Where a damaged earlier segment was kept, if opening found one.
+    pub fn opened(&self) -> Option<&Path> {
+        self.kept.as_deref()
+    }
+
+    /// Ends the log and returns its final head: nothing is written after it.
+    pub fn close(&self) -> Result<String, AuditError> {
+        let mut chain = self.chain.lock().map_err(|_| AuditError::Poisoned)?;
+        if let Some(file) = chain.file.take()
+            && self.fsync
+        {
+            file.sync_all().map_err(|source| AuditError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(chain.prev.clone())
     }
 
     pub fn path(&self) -> &Path {
@@ -195,9 +250,13 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        chain.file.write_all(&out).map_err(io)?;
+        let file = chain
+            .file
+            .as_mut()
+            .ok_or_else(|| AuditError::Closed(self.path.clone()))?;
+        file.write_all(&out).map_err(io)?;
         if self.fsync {
-            chain.file.sync_data().map_err(io)?;
+            file.sync_data().map_err(io)?;
         }
         // The chain advances only once the bytes are written.
         chain.prev = prev;
@@ -386,16 +445,32 @@ mod tests {
             verify(&path),
             Err(VerifyError::Broken { line: 1, .. })
         ));
-        // Torn last line: verify fails and the writer refuses to append.
-        std::fs::write(&path, format!("{}\n{}", lines[0], &lines[1][..10])).expect("write");
+        // Torn last line: verify fails; the writer keeps the file unchanged under a new name
+        // and starts a new segment.
+        let torn = format!("{}\n{}", lines[0], &lines[1][..10]);
+        std::fs::write(&path, &torn).expect("write");
         assert!(matches!(
             verify(&path),
             Err(VerifyError::Broken { line: 2, .. })
         ));
+        let log = AuditLog::open(&path, false).expect("a torn tail starts a new segment");
+        let kept = log
+            .opened()
+            .expect("the damaged segment is reported")
+            .to_owned();
+        assert_eq!(std::fs::read_to_string(&kept).expect("kept"), torn);
+        assert_eq!(log.head().expect("head"), GENESIS);
+        log.record(ENTRY, &[verdict(5, Action::Tag, true)])
+            .expect("write");
+        assert_eq!(verify(&path).expect("new segment verifies").lines, 1);
+        // After close the head is final: writes fail.
+        let head = log.close().expect("close");
+        assert_eq!(head, verify(&path).expect("ok").head);
         assert!(matches!(
-            AuditLog::open(&path, false),
-            Err(AuditError::BadTail(_))
+            log.record(ENTRY, &[verdict(6, Action::Tag, true)]),
+            Err(AuditError::Closed(_))
         ));
+        std::fs::remove_file(kept).ok();
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::http::auth::AuthConfig;
+use crate::http::listen::ConnectionLimits;
 
 /// `[server]` in the config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,8 @@ pub struct ServerConfig {
     pub audit_fsync: bool,
     /// API keys for `/v1/*`; authentication is on when a key source is set.
     pub auth: AuthConfig,
+    /// Connection cap and header, idle and body timeouts (`[server.connections]`).
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +60,7 @@ impl Default for ServerConfig {
             audit_log: None,
             audit_fsync: false,
             auth: AuthConfig::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -73,7 +77,9 @@ impl ServerConfig {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("server.tls_cert and server.tls_key must be set together".into());
         }
-        Ok(())
+        self.connections
+            .validate()
+            .map_err(|e| format!("server.{e}"))
     }
 
     pub fn deadline(&self) -> Duration {

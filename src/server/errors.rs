@@ -55,6 +55,8 @@ pub enum ApiError {
     BodyTooLarge { max: usize },
     #[error("cannot read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     #[error("{got} chunks in one request, more than the limit of {max}")]
     TooManyChunks { got: usize, max: usize },
     #[error("too many requests in flight; retry later")]
@@ -87,6 +89,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::InvalidUtf8(_) | ApiError::UnsupportedMediaType => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -112,6 +115,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::BodyRead(_) => "body_read_failed",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::TooManyChunks { .. } => "too_many_chunks",
             ApiError::Busy { .. } => "busy",
             ApiError::NotReady { .. } => "not_ready",

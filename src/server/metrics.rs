@@ -182,6 +182,14 @@ impl Detector for TimedDetector {
         self.inner.calibrated_threshold()
     }
 
+    fn calibrated_tag_threshold(&self) -> Option<f32> {
+        self.inner.calibrated_tag_threshold()
+    }
+
+    fn is_evidence(&self) -> bool {
+        self.inner.is_evidence()
+    }
+
     fn detect(&self, texts: &[&str]) -> Result<Vec<Detection>, DetectError> {
         let started = Instant::now();
         let out = self.inner.detect(texts);

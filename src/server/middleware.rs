@@ -7,11 +7,16 @@
 //! 3. (`/v1/*` only) API keys ([`crate::http::auth::AuthLayer`]), so unauthenticated clients
 //!    consume nothing below.
 //! 4. (`/v1/scan`, `/v1/guard`) [`ready`]: 503 until the model is warmed up.
-//! 5. [`concurrency`]: a permit from a semaphore of `max_concurrent_requests`, or 429 at once.
+//! 5. [`read_body`]: the whole body, within `[server.connections] body_timeout_secs` (408)
+//!    and `max_body_bytes` (413), before any permit is taken.
+//! 6. [`concurrency`]: a permit from a semaphore of `max_concurrent_requests`, or 429 at once.
 //!    The permit is handed to the handler, which moves it into the blocking inspection, so it is
 //!    held until the CPU work ends even when the client has gone or the deadline has passed: the
 //!    limit bounds work, not just connections.
-//! 6. [`deadline`]: 504 when reading the body and inspecting take longer than `deadline_ms`.
+//! 7. [`deadline`]: 504 when parsing and inspecting take longer than `deadline_ms`.
+//!
+//! Around all of them, [`crate::http::listen::close_after_refusal`] adds `Connection: close` to
+//! refusals that leave a body unread (401, 408, 413, 415, 429, 431).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -81,7 +86,7 @@ pub async fn track(State(app): State<App>, req: Request, next: Next) -> Response
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let method = req.method().as_str().to_owned();
+    let method = crate::http::method_label(req.method());
     let m = app.metrics();
     m.http_in_flight.inc();
     let _guard = InFlight(m.http_in_flight.clone());
@@ -90,7 +95,7 @@ pub async fn track(State(app): State<App>, req: Request, next: Next) -> Response
     let elapsed = started.elapsed();
     let status = res.status();
     m.http_requests
-        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .with_label_values(&[route.as_str(), method, status.as_str()])
         .inc();
     m.http_duration
         .with_label_values(&[route.as_str()])
@@ -120,6 +125,24 @@ pub async fn ready(State(app): State<App>, req: Request, next: Next) -> Response
         .into_response();
     }
     next.run(req).await
+}
+
+/// Reads the whole body (at most `max_body_bytes`, within `[server.connections]
+/// body_timeout_secs`) before the request takes a concurrency permit: a slow client holds its
+/// connection, never a permit.
+pub async fn read_body(State(app): State<App>, req: Request, next: Next) -> Response {
+    use crate::http::listen::{self, BodyError};
+    let (parts, body) = req.into_parts();
+    let cfg = app.config();
+    match listen::read_body(body, cfg.max_body_bytes, &cfg.connections).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Err(BodyError::Timeout(secs)) => ApiError::BodyTimeout(secs).into_response(),
+        Err(BodyError::TooLarge(max)) => ApiError::BodyTooLarge { max }.into_response(),
+        Err(BodyError::Read(e)) => ApiError::BodyRead(e).into_response(),
+    }
 }
 
 pub async fn concurrency(State(app): State<App>, mut req: Request, next: Next) -> Response {

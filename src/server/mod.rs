@@ -7,8 +7,8 @@
 //!   handlers' annotations). Wire format in [`api`], statuses in [`errors`].
 //! - Inspection runs on tokio's blocking pool, never on an async worker; the classifier's own
 //!   bounded queue answers overload at once (503), the concurrency limit answers 429, the
-//!   deadline 504 (see [`middleware`] for the order of layers); headers must arrive within
-//!   [`HEADER_READ_TIMEOUT`].
+//!   deadline 504 (see [`middleware`] for the order of layers); connections, headers and bodies
+//!   are bounded by `[server.connections]` ([`crate::http::listen`]).
 //! - Fail closed: a request whose chunks could not all be inspected returns an error, never a
 //!   verdict; a chunk that could not be scanned is marked `scanned: false` with the policy's
 //!   `on_error` action and never reaches a wrapped context.
@@ -63,13 +63,10 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// Time a client has to send a request's headers; the request deadline starts after them.
-/// Connections that trickle their headers (slowloris) are closed instead of held forever.
-pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting connections and
-/// gives in-flight requests `[server] shutdown_grace_secs` to finish. HTTPS when `[server]` names
-/// a certificate and key.
+/// gives in-flight requests `[server] shutdown_grace_secs` to finish (then closes the rest).
+/// HTTPS when `[server]` names a certificate and key. Connection limits and timeouts are
+/// `[server.connections]` (see [`crate::http::listen`]).
 #[tracing::instrument(skip_all)]
 pub async fn serve(
     app: App,
@@ -82,34 +79,33 @@ pub async fn serve(
         _ => None,
     };
     listener.set_nonblocking(true)?;
-    let handle = axum_server::Handle::new();
-    let on_signal = handle.clone();
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let grace = cfg.shutdown_grace();
-    tokio::spawn(async move {
+    let shutdown = async move {
         shutdown.await;
         tracing::info!(
             grace_secs = grace.as_secs(),
             "stopping: finishing in-flight requests"
         );
-        on_signal.graceful_shutdown(Some(grace));
-    });
-    let service = app.router().into_make_service();
-    match tls {
-        Some(tls) => {
-            let mut server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
-            slowloris_guard(server.http_builder());
-            server.serve(service).await?
+    };
+    crate::http::listen::serve(
+        listener,
+        tls,
+        app.router(),
+        cfg.connections.clone(),
+        grace,
+        shutdown,
+    )
+    .await?;
+    // Closing the log makes the printed head final: a request still inspecting after the drain
+    // fails closed instead of appending behind it.
+    if let Some(audit) = app.audit() {
+        match audit.close() {
+            Ok(head) => {
+                tracing::info!(path = %audit.path().display(), head, "audit log head at shutdown");
+            }
+            Err(e) => tracing::error!(error = %e, "closing the audit log"),
         }
-        None => {
-            let mut server = axum_server::from_tcp(listener).handle(handle);
-            slowloris_guard(server.http_builder());
-            server.serve(service).await?
-        }
-    }
-    if let Some(audit) = app.audit()
-        && let Ok(head) = audit.head()
-    {
-        tracing::info!(path = %audit.path().display(), head, "audit log head at shutdown");
     }
     tracing::info!("stopped");
     Ok(())
@@ -149,14 +145,4 @@ pub async fn run(app: App) -> Result<(), ServerError> {
         Ok(e) => Err(ServerError::WarmUp(e)),
         Err(_) => Ok(()),
     }
-}
-
-/// Bounds how long a client may take to send its request headers (slowloris).
-fn slowloris_guard(
-    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-) {
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
 }

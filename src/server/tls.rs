@@ -6,14 +6,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::ServerError;
 
 /// Loads `cert` (chain, leaf first) and `key` into a TLS 1.2/1.3 server configuration.
-pub fn load(cert: &Path, key: &Path) -> Result<RustlsConfig, ServerError> {
+pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     let bad = |what: &Path, e: &dyn std::fmt::Display| {
         ServerError::Tls(format!("{}: {e}", what.display()))
     };
@@ -33,5 +32,5 @@ pub fn load(cert: &Path, key: &Path) -> Result<RustlsConfig, ServerError> {
         .with_single_cert(certs, key)
         .map_err(|e| ServerError::Tls(format!("certificate and key do not match: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(RustlsConfig::from_config(Arc::new(config)))
+    Ok(Arc::new(config))
 }

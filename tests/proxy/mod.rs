@@ -2,9 +2,11 @@
 //! recorded in `tests/fixtures/qdrant/rest-exchanges-1.18.3.jsonl` byte for byte, the proxy runs
 //! in-process on 127.0.0.1, and clients (reqwest, the real Python `qdrant-client`) talk to it.
 
+mod connections;
 mod exchanges;
 mod failures;
 mod ingest;
+mod leaks;
 mod paths;
 mod python;
 mod stamps;

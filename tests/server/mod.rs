@@ -6,7 +6,9 @@
 
 mod api;
 mod audit;
+mod connections;
 mod errors;
+mod leaks;
 mod load;
 mod process;
 mod security;
