@@ -14,7 +14,7 @@ use crate::config::{Config, Limits};
 use crate::detect::{DetectError, Detector};
 use crate::finding::{Finding, Location};
 use crate::normalize::{NormalizeOptions, Normalized, normalize};
-use crate::policy::{Action, Policy, PolicyError, Reason};
+use crate::policy::{Action, Calibration, Policy, PolicyError, Reason};
 use crate::wrap::{WrapItem, WrapMode, Wrapped, wrap};
 
 /// Why a whole call could not be inspected. Per-chunk problems are verdicts, not errors.
@@ -53,7 +53,7 @@ struct Job {
 
 impl Firewall {
     pub fn new(config: &Config, detector: Arc<dyn Detector>) -> Result<Self, PolicyError> {
-        let policy = Policy::new(&config.policy, detector.calibrated_threshold())?;
+        let policy = Policy::new(&config.policy, Calibration::of(detector.as_ref()))?;
         Ok(Firewall {
             normalize: config.normalize.clone(),
             limits: config.limits.clone(),

@@ -70,7 +70,8 @@ impl std::fmt::Display for Action {
 }
 
 /// A score threshold: a number in `[0, 1]`, or `"calibrated"` for the detector's own calibrated
-/// operating point (the default model's 1%-FPR threshold, measured by `ragwall eval`).
+/// operating point for that rung (`tag` and `quarantine` each have one, measured on the
+/// calibration split of the evaluation suite; `block` uses the quarantine calibration).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Threshold {
@@ -87,11 +88,12 @@ pub enum Calibrated {
 impl Threshold {
     pub const CALIBRATED: Threshold = Threshold::Named(Calibrated::Calibrated);
 
-    /// The numeric value. Without a calibrated detector (rules only), `calibrated` means 0.5.
-    pub fn resolve(self, calibrated: Option<f32>) -> f32 {
+    /// The numeric value; `calibrated` takes the detector's calibration, or `fallback` when it
+    /// has none (rules only).
+    pub fn resolve(self, calibrated: Option<f32>, fallback: f32) -> f32 {
         match self {
             Threshold::Value(v) => v,
-            Threshold::Named(_) => calibrated.unwrap_or(0.5),
+            Threshold::Named(_) => calibrated.unwrap_or(fallback),
         }
     }
 }
@@ -136,7 +138,7 @@ impl Default for PolicyConfig {
             version: "default-1".into(),
             on_error: Action::Block,
             default: RulesOverride {
-                tag: Some(Threshold::Value(0.35)),
+                tag: Some(Threshold::CALIBRATED),
                 quarantine: Some(Threshold::CALIBRATED),
                 block: None,
                 rule_confirm: None,
@@ -188,6 +190,34 @@ pub struct Resolved {
     pub findings: BTreeMap<Severity, Action>,
 }
 
+/// The detector's calibrated operating points, which `"calibrated"` thresholds take.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Calibration {
+    /// Quarantine (and block) calibration; without one, `calibrated` means 0.5.
+    pub quarantine: Option<f32>,
+    /// Tag calibration; without one, `calibrated` means 0.35.
+    pub tag: Option<f32>,
+}
+
+impl Calibration {
+    /// What `detector` reports.
+    pub fn of(detector: &dyn crate::detect::Detector) -> Self {
+        Calibration {
+            quarantine: detector.calibrated_threshold(),
+            tag: detector.calibrated_tag_threshold(),
+        }
+    }
+}
+
+impl From<Option<f32>> for Calibration {
+    fn from(quarantine: Option<f32>) -> Self {
+        Calibration {
+            quarantine,
+            tag: None,
+        }
+    }
+}
+
 /// A validated policy, ready to decide.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -199,7 +229,11 @@ pub struct Policy {
 
 impl Policy {
     /// Validates and resolves `cfg`; `calibrated` is the detector's calibrated threshold.
-    pub fn new(cfg: &PolicyConfig, calibrated: Option<f32>) -> Result<Self, PolicyError> {
+    pub fn new(
+        cfg: &PolicyConfig,
+        calibrated: impl Into<Calibration>,
+    ) -> Result<Self, PolicyError> {
+        let calibrated = calibrated.into();
         if cfg.version.trim().is_empty() {
             return Err(PolicyError::NoVersion);
         }
@@ -308,10 +342,14 @@ fn resolve(
     scope: &str,
     base: &RulesOverride,
     o: &RulesOverride,
-    calibrated: Option<f32>,
+    calibrated: Calibration,
 ) -> Result<Resolved, PolicyError> {
     let pick = |what: &'static str, ov: Option<Threshold>, b: Option<Threshold>| {
-        let v = ov.or(b).map(|t| t.resolve(calibrated));
+        let (cal, fallback) = match what {
+            "tag" => (calibrated.tag, 0.35),
+            _ => (calibrated.quarantine, 0.5),
+        };
+        let v = ov.or(b).map(|t| t.resolve(cal, fallback));
         match v {
             Some(v) if !(0.0..=1.0).contains(&v) || v.is_nan() => Err(PolicyError::OutOfRange {
                 scope: scope.to_owned(),

@@ -29,6 +29,10 @@ pub struct Manifest {
     /// Calibrated score threshold (1% FPR on the validation split), if measured.
     #[serde(default)]
     pub threshold: Option<f32>,
+    /// Calibrated threshold for tagging (a higher false-positive budget than `threshold`), if
+    /// measured; the policy's `tag = "calibrated"` takes it.
+    #[serde(default)]
+    pub tag_threshold: Option<f32>,
     pub licence: String,
     pub source: String,
     /// Whether a window's score is independent of the other rows in its batch. Dynamically
@@ -100,11 +104,23 @@ impl Manifest {
                 "max_length must be at least 8".into(),
             ));
         }
-        if let Some(t) = self.threshold
-            && !(0.0..=1.0).contains(&t)
+        for (what, t) in [
+            ("threshold", self.threshold),
+            ("tag_threshold", self.tag_threshold),
+        ] {
+            if let Some(t) = t
+                && !(0.0..=1.0).contains(&t)
+            {
+                return Err(ManifestError::Invalid(format!(
+                    "{what} {t} is outside [0, 1]"
+                )));
+            }
+        }
+        if let (Some(tag), Some(q)) = (self.tag_threshold, self.threshold)
+            && tag > q
         {
             return Err(ManifestError::Invalid(format!(
-                "threshold {t} is outside [0, 1]"
+                "tag_threshold {tag} is above threshold {q}"
             )));
         }
         for f in [MODEL_FILE, TOKENIZER_FILE] {

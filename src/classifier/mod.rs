@@ -276,6 +276,10 @@ impl Detector for Classifier {
         self.files.manifest.threshold
     }
 
+    fn calibrated_tag_threshold(&self) -> Option<f32> {
+        self.files.manifest.tag_threshold
+    }
+
     fn detect(&self, texts: &[&str]) -> Result<Vec<Detection>, DetectError> {
         let model = format!(
             "{}@{}",

@@ -44,6 +44,11 @@ pub trait Detector: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Score threshold calibrated for tagging (a larger false-positive budget), if any.
+    fn calibrated_tag_threshold(&self) -> Option<f32> {
+        None
+    }
+
     /// Scores every text; one result per text, in order.
     fn detect(&self, texts: &[&str]) -> Result<Vec<Detection>, DetectError>;
 
@@ -90,6 +95,13 @@ impl Detector for Ensemble {
         self.members
             .iter()
             .filter_map(|d| d.calibrated_threshold())
+            .reduce(f32::max)
+    }
+
+    fn calibrated_tag_threshold(&self) -> Option<f32> {
+        self.members
+            .iter()
+            .filter_map(|d| d.calibrated_tag_threshold())
             .reduce(f32::max)
     }
 
