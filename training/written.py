@@ -43,21 +43,30 @@ def load(root):
     """Documents and payloads: ({lang: [(genre, text, split)]}, [(lang, cat, text, split)], hints)."""
     docs = collections.defaultdict(list)
     payloads, hints = [], collections.defaultdict(list)
-    bdir, adir = os.path.join(root, "benign"), os.path.join(root, "attacks")
-    for lang in sorted(os.listdir(bdir)) if os.path.isdir(bdir) else []:
-        for fn in sorted(os.listdir(os.path.join(bdir, lang))):
-            for t in _items(os.path.join(bdir, lang, fn)):
-                docs[lang].append((fn[:-4], t, _split(t)))
-    for lang in sorted(os.listdir(adir)) if os.path.isdir(adir) else []:
-        for fn in sorted(os.listdir(os.path.join(adir, lang))):
-            cat = fn[:-4]
-            for t in _items(os.path.join(adir, lang, fn)):
-                if cat == "decode_hints":
-                    if "{ENC}" in t:
-                        hints[lang].append(t)
-                elif cat in CATEGORIES:
-                    payloads.append((lang, cat, t, _split(t)))
+    for bdir in _writer_dirs(root, "benign"):
+        for lang in sorted(os.listdir(bdir)):
+            for fn in sorted(f for f in os.listdir(os.path.join(bdir, lang)) if f.endswith(".txt")):
+                for t in _items(os.path.join(bdir, lang, fn)):
+                    docs[lang].append((fn[:-4], t, _split(t)))
+    for adir in _writer_dirs(root, "attacks"):
+        for lang in sorted(os.listdir(adir)):
+            for fn in sorted(f for f in os.listdir(os.path.join(adir, lang)) if f.endswith(".txt")):
+                cat = fn[:-4]
+                for t in _items(os.path.join(adir, lang, fn)):
+                    if cat == "decode_hints":
+                        if "{ENC}" in t:
+                            hints[lang].append(t)
+                    elif cat in CATEGORIES:
+                        payloads.append((lang, cat, t, _split(t)))
     return docs, payloads, hints
+
+
+def _writer_dirs(root, kind):
+    """One folder per writer: `benign/`, `benign2/`, … (the README says who wrote which)."""
+    if not os.path.isdir(root):
+        return []
+    names = [n for n in os.listdir(root) if re.fullmatch(kind + r"\d*", n)]
+    return [os.path.join(root, n) for n in sorted(names) if os.path.isdir(os.path.join(root, n))]
 
 
 _LEET = str.maketrans("aeiostAEIOST", "4310574310$7")
@@ -114,7 +123,8 @@ def add_rows(b, root, rng, max_tok):
             for lim in (48, 96, max_tok, max_tok):
                 add(split, b.crop_window(text, lim, rng), 0, f"written_{lang}", "benign_written", f"w:{genre}")
     # ---- benign: unrelated passages glued together (FAQ dumps, scraped pages, changelogs)
-    for split, n in (("train", 2500), ("val", 250)):
+    # about four glued rows per document (2,500 for the first writers' 588 documents)
+    for split, n in (("train", 4 * len(pool["train"])), ("val", 4 * len(pool["val"]))):
         ps = pool[split]
         for _ in range(n):
             k = rng.randint(2, 4)
