@@ -24,6 +24,9 @@ pub enum FirewallError {
     TooManyChunks { got: usize, max: usize },
     #[error(transparent)]
     Detector(#[from] DetectError),
+    /// The caller's deadline passed between batches; what was not scanned is not returned.
+    #[error("the scan deadline of {0} ms passed; nothing was returned as scanned")]
+    Deadline(u64),
 }
 
 /// How deep hidden text is unpacked (hidden text inside hidden text…).

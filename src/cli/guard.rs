@@ -228,5 +228,6 @@ pub fn error_kind(e: &FirewallError) -> &'static str {
         FirewallError::TooManyChunks { .. } => "too_many_chunks",
         FirewallError::Detector(crate::detect::DetectError::Overloaded(_)) => "overloaded",
         FirewallError::Detector(_) => "detector_failed",
+        FirewallError::Deadline(_) => "deadline_exceeded",
     }
 }

@@ -23,6 +23,9 @@ pub struct ProxyConfig {
     /// Largest request or response body the proxy buffers, in bytes (after decompression).
     /// Larger responses are refused (502): a payload that cannot be scanned is never passed.
     pub max_body_bytes: usize,
+    /// Time one response's scan may take, in milliseconds; past it the client gets 504 (or, with
+    /// `fail_open`, the response unscanned and marked) and the scan stops at its next batch.
+    pub scan_deadline_ms: u64,
     /// Text of one point scanned at most, in bytes (its fields together; long fields are scanned
     /// in pieces of `[limits] max_chunk_bytes`). A point with more text gets `[policy]
     /// on_error`; the rest of the response is judged as usual.
@@ -66,6 +69,7 @@ impl Default for ProxyConfig {
             listen: "127.0.0.1:6335".into(),
             upstream_timeout_secs: 30,
             max_body_bytes: 64 * 1024 * 1024,
+            scan_deadline_ms: 30_000,
             max_point_text_bytes: 4 * 1024 * 1024,
             allow_snapshots: false,
             fail_open: false,
@@ -135,9 +139,11 @@ impl ProxyConfig {
         if self.max_body_bytes == 0
             || self.upstream_timeout_secs == 0
             || self.max_point_text_bytes == 0
+            || self.scan_deadline_ms == 0
         {
             return Err(
-                "proxy.max_body_bytes, upstream_timeout_secs and max_point_text_bytes must be positive"
+                "proxy.max_body_bytes, upstream_timeout_secs, max_point_text_bytes and \
+                 scan_deadline_ms must be positive"
                     .into(),
             );
         }

@@ -52,6 +52,8 @@ pub enum ProxyError {
     Overloaded(String),
     #[error("scan failed: {0}")]
     Scan(String),
+    #[error("the scan took longer than proxy.scan_deadline_ms = {0}; response withheld")]
+    ScanTimeout(u64),
     #[error("response blocked by ragwall policy: point {id} ({reasons})")]
     Blocked { id: String, reasons: String },
     #[error(
@@ -69,6 +71,7 @@ impl From<FirewallError> for ProxyError {
     fn from(e: FirewallError) -> Self {
         match e {
             FirewallError::Detector(DetectError::Overloaded(m)) => ProxyError::Overloaded(m),
+            FirewallError::Deadline(ms) => ProxyError::ScanTimeout(ms),
             e => ProxyError::Scan(e.to_string()),
         }
     }
@@ -86,7 +89,7 @@ impl ProxyError {
             | ResponseTooLarge(_)
             | UpstreamBody(_)
             | Unscannable(_) => Origin::Upstream,
-            Overloaded(_) | Scan(_) | Internal(_) => Origin::Internal,
+            Overloaded(_) | Scan(_) | ScanTimeout(_) | Internal(_) => Origin::Internal,
             Blocked { .. } | IngestRejected { .. } | SnapshotRefused => Origin::Policy,
         }
     }
@@ -95,7 +98,10 @@ impl ProxyError {
     pub fn may_fail_open(&self) -> bool {
         matches!(
             self,
-            ProxyError::Unscannable(_) | ProxyError::Overloaded(_) | ProxyError::Scan(_)
+            ProxyError::Unscannable(_)
+                | ProxyError::Overloaded(_)
+                | ProxyError::Scan(_)
+                | ProxyError::ScanTimeout(_)
         )
     }
 
@@ -109,7 +115,7 @@ impl ProxyError {
             UpstreamUnreachable(_) | ResponseTooLarge(_) | UpstreamBody(_) | Unscannable(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamTimeout(_) | ScanTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Overloaded(_) | Scan(_) => StatusCode::SERVICE_UNAVAILABLE,
             Blocked { .. } | IngestRejected { .. } | SnapshotRefused => StatusCode::FORBIDDEN,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,6 +137,7 @@ impl ProxyError {
             Unscannable(_) => "unscannable",
             Overloaded(_) => "overloaded",
             Scan(_) => "scan_failed",
+            ScanTimeout(_) => "scan_timeout",
             Blocked { .. } => "blocked",
             IngestRejected { .. } => "ingest_rejected",
             SnapshotRefused => "snapshot_refused",

@@ -11,7 +11,7 @@
 //! unless `fail_open` is set, and then the response passes with `x-ragwall-fail-open`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -348,19 +348,25 @@ async fn inspect(
     let collection = ctx.collection().map(str::to_owned);
     let started = Instant::now();
     let n_loose = loose.len();
-    let (decisions, loose_actions) = tokio::task::spawn_blocking(move || {
+    let deadline_ms = p.cfg.scan_deadline_ms;
+    let deadline = (started + Duration::from_millis(deadline_ms), deadline_ms);
+    let task = tokio::task::spawn_blocking(move || {
         let refs: Vec<(ChunkId, &Map<String, Value>)> =
             points.iter().map(|(id, m)| (id.clone(), m)).collect();
-        let decisions = scanner.decide(collection.as_deref(), &refs, true)?;
+        let decisions = scanner.decide_by(collection.as_deref(), &refs, true, Some(deadline))?;
         let mut actions = vec![Action::Allow; n_loose];
         let judged = scanner.judge_texts(collection.as_deref(), &loose_texts)?;
         for ((i, _), a) in loose_texts.iter().zip(judged) {
             actions[*i] = a;
         }
         Ok::<_, crate::firewall::FirewallError>((decisions, actions))
-    })
-    .await
-    .map_err(|e| ProxyError::Internal(format!("scan task: {e}")))??;
+    });
+    // The answer does not wait past the deadline; the task itself stops at its next batch.
+    let (decisions, loose_actions) =
+        match tokio::time::timeout(Duration::from_millis(deadline_ms), task).await {
+            Err(_) => return Err(ProxyError::ScanTimeout(deadline_ms)),
+            Ok(joined) => joined.map_err(|e| ProxyError::Internal(format!("scan task: {e}")))??,
+        };
     p.metrics.scan(started.elapsed());
     let coll = ctx.collection().unwrap_or("").to_owned();
     for d in &decisions {

@@ -169,6 +169,18 @@ impl Scanner {
         points: &[(ChunkId, &Map<String, Value>)],
         trust_stamps: bool,
     ) -> Result<Vec<PointDecision>, FirewallError> {
+        self.decide_by(collection, points, trust_stamps, None)
+    }
+
+    /// [`Scanner::decide`] that gives up between batches once `deadline` (instant, and its
+    /// length in ms for the error) has passed, so work nobody waits for stops.
+    pub fn decide_by(
+        &self,
+        collection: Option<&str>,
+        points: &[(ChunkId, &Map<String, Value>)],
+        trust_stamps: bool,
+        deadline: Option<(std::time::Instant, u64)>,
+    ) -> Result<Vec<PointDecision>, FirewallError> {
         let paths = self.paths_for(collection);
         let mut out: Vec<PointDecision> = Vec::with_capacity(points.len());
         let mut chunks: Vec<Chunk> = Vec::new();
@@ -257,6 +269,11 @@ impl Scanner {
         }
         let per_call = self.fw.limits().max_chunks_per_call.max(1);
         for (batch, owners) in chunks.chunks(per_call).zip(owner.chunks(per_call)) {
+            if let Some((at, ms)) = deadline
+                && std::time::Instant::now() >= at
+            {
+                return Err(FirewallError::Deadline(ms));
+            }
             let verdicts = self.fw.inspect(batch)?;
             for (v, &(pi, fi)) in verdicts.into_iter().zip(owners) {
                 let d = &mut out[pi];

@@ -161,6 +161,7 @@ impl ApiError {
             FirewallError::Detector(DetectError::Failed(detail)) => {
                 ApiError::DetectorFailed(detail)
             }
+            FirewallError::Deadline(ms) => ApiError::Deadline(ms),
         }
     }
 }

@@ -221,3 +221,28 @@ async fn proxy_api_keys_are_separate_from_qdrants() {
     assert!(text.contains("ragwall_proxy_requests_total"), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_past_its_deadline_is_withheld_not_waited_for() {
+    let up = Replayer::start().await;
+    let mut cfg = config(&up.url());
+    cfg.proxy.scan_deadline_ms = 300;
+    let slow = || fake_firewall(FakeDetector::Slow(std::time::Duration::from_secs(2)));
+    let proxy = start_proxy(&cfg, slow()).await;
+    let started = std::time::Instant::now();
+    let resp = send(&client(), &proxy, &exchange("search")).await;
+    let (status, h, msg) = qdrant_error(resp).await;
+    assert_eq!(status, 504, "{msg}");
+    assert_eq!(h["x-ragwall-error"], "scan_timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "the answer did not wait for the scan: {:?}",
+        started.elapsed()
+    );
+    // With fail_open the response passes unscanned, and says so.
+    cfg.proxy.fail_open = true;
+    let proxy = start_proxy(&cfg, slow()).await;
+    let resp = send(&client(), &proxy, &exchange("search")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-ragwall-fail-open"], "scan_timeout");
+}

@@ -410,6 +410,8 @@ pub enum FakeDetector {
     MustNotRun,
     /// Scores 0.99 the texts containing the word, 0 the others.
     Keyword(&'static str),
+    /// Takes this long per batch, then scores 0.
+    Slow(std::time::Duration),
 }
 
 impl Detector for FakeDetector {
@@ -428,6 +430,16 @@ impl Detector for FakeDetector {
             FakeDetector::Overloaded => Err(DetectError::Overloaded("queue full".into())),
             FakeDetector::Failing => Err(DetectError::Failed("model crashed".into())),
             FakeDetector::MustNotRun => panic!("detector ran on {texts:?}"),
+            FakeDetector::Slow(d) => {
+                std::thread::sleep(*d);
+                Ok(texts
+                    .iter()
+                    .map(|_| Detection {
+                        score: 0.0,
+                        findings: Vec::new(),
+                    })
+                    .collect())
+            }
             FakeDetector::Keyword(w) => Ok(texts
                 .iter()
                 .map(|t| Detection {
