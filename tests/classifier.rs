@@ -305,8 +305,8 @@ fn scores_match_the_python_reference_implementation() {
     // computed elsewhere would test the hardware, not ragwall. On ASCII rows the normalizations
     // agree, so the runtimes must too.
     let c = classifier();
-    let text = std::fs::read_to_string(common::root().join("tests/data/regression.jsonl"))
-        .expect("regression set");
+    let text =
+        std::fs::read_to_string(common::root().join("eval/suite.jsonl")).expect("evaluation suite");
     let texts: Vec<String> = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))

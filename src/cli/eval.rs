@@ -137,6 +137,8 @@ impl Gate {
 #[serde(deny_unknown_fields)]
 pub struct Bounds {
     pub min_recall: Option<f64>,
+    /// Floor on the share of attacks tagged or worse.
+    pub min_tag_recall: Option<f64>,
     pub max_fpr: Option<f64>,
     /// Ceiling on the share of benign examples tagged or worse.
     pub max_tag_fpr: Option<f64>,
@@ -275,6 +277,7 @@ pub fn check(report: &Report, gate: &Gate) -> Vec<String> {
             }
         };
         cmp("recall", m.recall, b.min_recall, true);
+        cmp("tagged recall", m.tag_recall, b.min_tag_recall, true);
         cmp("FPR", m.fpr, b.max_fpr, false);
         cmp("tagged FPR", m.tag_fpr, b.max_tag_fpr, false);
         cmp("accuracy", Some(m.accuracy), b.min_accuracy, true);
