@@ -185,6 +185,8 @@ impl Scanner {
         let mut out: Vec<PointDecision> = Vec::with_capacity(points.len());
         let mut chunks: Vec<Chunk> = Vec::new();
         let mut owner: Vec<(usize, usize)> = Vec::new();
+        // Fields scanned in pieces: their text for the LLM is the whole field's, made once below.
+        let mut split: Vec<(usize, usize)> = Vec::new();
         for (pi, (id, payload)) in points.iter().enumerate() {
             let clean = point_fields(payload, paths, Some(stamp::PAYLOAD_KEY));
             let sha256 = stamp::content_sha256(clean.iter().map(|f| (&*f.path, &*f.text)));
@@ -238,7 +240,11 @@ impl Scanner {
                 let take = floor_char_boundary(&f.text, budget.min(f.text.len()));
                 over_budget |= take < f.text.len();
                 budget -= take;
-                for piece in pieces(&f.text[..take], max_piece, PIECE_OVERLAP) {
+                let parts = pieces(&f.text[..take], max_piece, PIECE_OVERLAP);
+                if parts.len() > 1 {
+                    split.push((pi, fi));
+                }
+                for piece in parts {
                     chunks.push(Chunk {
                         id: id.clone(),
                         text: piece.to_owned(),
@@ -284,12 +290,12 @@ impl Scanner {
                         d.reasons.push(r.code);
                     }
                 }
-                d.sanitized[fi] = match d.sanitized[fi].take() {
-                    // A field scanned in pieces: its text for the LLM is the whole field's.
-                    Some(_) => Some(normalize(&d.fields[fi].text, &self.normalize).sanitized),
-                    None => v.sanitized,
-                };
+                d.sanitized[fi] = v.sanitized;
             }
+        }
+        for (pi, fi) in split {
+            let d = &mut out[pi];
+            d.sanitized[fi] = Some(normalize(&d.fields[fi].text, &self.normalize).sanitized);
         }
         Ok(out)
     }
